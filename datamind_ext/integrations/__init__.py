@@ -1,0 +1,1 @@
+"""Integration layers: the only places that import verl or LLaMA-Factory."""

@@ -1,0 +1,1 @@
+"""Models the project builds itself (never downloaded): the tiny test/quickstart model."""
