@@ -1,0 +1,41 @@
+"""Data-analytic rewards: pure scoring functions (no verl import), used by RL, synthesis and eval.
+
+Stable API (other packages build on these; signatures only grow keyword arguments):
+
+``match_answer(pred, gold, *, rel_tol=0.03, abs_tol=1e-9, ordered=False, choices=None) -> MatchResult``
+    Rule-based answer matching. Numbers within ``rel_tol`` (percent vs fraction, thousands
+    separators, signs, scientific notation, units and currency stripped), booleans / yes-no,
+    dates, case- and whitespace-insensitive strings, lists/sets/dicts element-wise
+    (order-insensitive unless ``ordered``), DABench ``@name[value]`` answers (all sub-answers),
+    multiple choice when ``choices`` (option texts in letter order) is given.
+``match_dabench(pred, gold, *, official, rel_tol=0.03) -> MatchResult``
+    ``official=True`` is the benchmark's own rule (exact string or floats within 1e-6, every
+    gold ``@name[value]`` must match); ``official=False`` uses :func:`match_answer` per sub-answer.
+``match_choice(pred, gold, choices) -> MatchResult``
+    Multiple choice by option letter or option text.
+``compare_tables(pred_csv_path, gold_csv_path, *, abs_tol=1e-2) -> MatchResult``
+    SQL result tables: row order ignored, each gold column must equal some predicted column.
+    ``compare_rows`` does the same on in-memory rows; ``run_sql_rows`` runs gold SQL read-only.
+
+``MatchResult(correct: bool, reason: str)`` is truthy when correct; ``reason`` names the rule.
+Every function here is total: any input (empty, huge, binary, NaN) gives a result, never raises.
+"""
+
+from datamind_ext.rewards.dabench import match_dabench, parse_sub_answers, sub_answer_correctness
+from datamind_ext.rewards.match import MatchResult, choice_index, match_answer, match_choice, numbers_match
+from datamind_ext.rewards.tables import compare_rows, compare_tables, read_csv_rows, run_sql_rows
+
+__all__ = [
+    "MatchResult",
+    "choice_index",
+    "compare_rows",
+    "compare_tables",
+    "match_answer",
+    "match_choice",
+    "match_dabench",
+    "numbers_match",
+    "parse_sub_answers",
+    "read_csv_rows",
+    "run_sql_rows",
+    "sub_answer_correctness",
+]
