@@ -1,0 +1,47 @@
+"""The ``datamind:`` block of an SFT config, and its separation from LLaMA-Factory's keys.
+
+An SFT config is a normal LLaMA-Factory yaml plus one ``datamind:`` block. The block is
+validated here (unknown keys are errors) and removed before LLaMA-Factory parses the rest, so
+LLaMA-Factory never sees a key it does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field
+
+from datamind_ext.config import StrictModel, parse_config
+from datamind_ext.errors import UserError
+
+BLOCK_KEY = "datamind"
+#: SFT loss variants: LLaMA-Factory's own cross-entropy, or a token weighting of
+#: :func:`datamind_ext.losses.weighted_nll` (the same functions as the RL stage's SFT term).
+SFTLoss = Literal["ce", "chord_phi", "dft"]
+
+
+class DatamindSFTConfig(StrictModel):
+    """What datamind_ext adds to a LLaMA-Factory SFT run."""
+
+    loss: SFTLoss = Field("ce", description="ce (LLaMA-Factory's loss), chord_phi or dft token weighting")
+    trajectories: list[str] = Field(
+        default_factory=list,
+        description="JSONL files of datamind_ext trajectories; checked, length-filtered and exported as the "
+        "training dataset (then LLaMA-Factory's `dataset` must not be set)",
+    )
+    dataset_name: str = Field("datamind", min_length=1, description="name of the exported dataset")
+    export_dir: str | None = Field(None, description="where the dataset is exported (default <output_dir>/datamind_dataset)")
+    max_tokens: int | None = Field(
+        None, gt=0, description="drop longer trajectories (default: cutoff_len; larger would be truncated)"
+    )
+    min_trajectories: int = Field(1, ge=1, description="fail if fewer trajectories survive the checks")
+
+
+def split_sft_config(raw: Any, where: str) -> tuple[dict[str, Any], DatamindSFTConfig]:
+    """Split a loaded SFT yaml into (LLaMA-Factory's arguments, our validated block)."""
+    if not isinstance(raw, Mapping):
+        raise UserError(f"{where}: an SFT config must be a mapping of LLaMA-Factory keys plus a `{BLOCK_KEY}:` block")
+    lf_args = {str(k): v for k, v in raw.items() if k != BLOCK_KEY}
+    block = parse_config(DatamindSFTConfig, raw.get(BLOCK_KEY), f"{where}: {BLOCK_KEY}")
+    return lf_args, block
