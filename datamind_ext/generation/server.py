@@ -1,0 +1,148 @@
+"""HTTP front of :class:`HFGenerationEngine`: the token endpoint and OpenAI ``/v1/chat/completions``.
+
+Evaluation and synthesis talk to "any OpenAI-compatible server"; this one lets them run
+against the tiny model on CPU exactly as they run against ``vllm serve`` (same request and
+response shapes for the fields they use: ``messages``, ``max_tokens``, ``temperature``,
+``top_p``, ``stop``, ``n``, ``usage``, ``finish_reason``). ``POST /generate`` is the
+token-in/token-out route (``prompt_ids`` + ``sampling_params`` → ``token_ids``,
+``log_probs``, ``finish_reason``).
+
+For tests and laptops only; GPU users run ``vllm serve`` or SGLang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from datamind_ext.generation.engine import HFGenerationEngine
+
+
+def build_app(engine: HFGenerationEngine, *, model_name: str | None = None) -> Any:
+    """The FastAPI app serving ``engine`` (fastapi is imported here, not at package import)."""
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import JSONResponse
+
+    served_name = model_name or Path(engine.model_path).name
+    app = FastAPI(title="datamind-ext generation server")
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": served_name, "object": "model", "owned_by": "datamind-ext"}]}
+
+    @app.post("/generate")
+    async def generate(body: dict[str, Any]) -> dict[str, Any]:
+        ids = body.get("prompt_ids")
+        if not isinstance(ids, list) or not all(isinstance(t, int) for t in ids):
+            raise HTTPException(400, "prompt_ids must be a list of ints")
+        g = await engine.generate(ids, body.get("sampling_params") or {})
+        return {"token_ids": g.token_ids, "log_probs": g.log_probs, "finish_reason": g.finish_reason,
+                "stop_matched": g.stop_matched}
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict[str, Any]) -> Any:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return JSONResponse({"error": {"message": "messages must be a non-empty list", "type": "invalid_request_error"}},
+                                status_code=400)
+        if body.get("stream"):
+            return JSONResponse({"error": {"message": "stream is not supported", "type": "invalid_request_error"}},
+                                status_code=400)
+        try:
+            prompt_ids = engine.tokenizer.apply_chat_template(
+                [{"role": m["role"], "content": m.get("content") or ""} for m in messages],
+                tokenize=True, add_generation_prompt=True, return_dict=False,
+            )
+        except Exception as err:  # noqa: BLE001 - a bad request is the client's error, not a crash
+            return JSONResponse({"error": {"message": f"cannot render messages: {err}", "type": "invalid_request_error"}},
+                                status_code=400)
+        if isinstance(prompt_ids, dict):
+            prompt_ids = prompt_ids["input_ids"]
+        params: dict[str, Any] = {
+            "max_tokens": body.get("max_tokens") or body.get("max_completion_tokens") or 256,
+            "temperature": body.get("temperature", 1.0),
+            "top_p": body.get("top_p", 1.0),
+            "stop": body.get("stop"),
+            "logprobs": False,
+        }
+        if body.get("top_k") is not None:
+            params["top_k"] = body["top_k"]
+        n = max(1, int(body.get("n") or 1))
+        gens = await asyncio.gather(*[engine.generate(list(prompt_ids), params) for _ in range(n)])
+        choices = []
+        for i, g in enumerate(gens):
+            text = engine.tokenizer.decode(g.token_ids, skip_special_tokens=True)
+            if isinstance(g.stop_matched, str) and text.endswith(g.stop_matched):
+                # OpenAI/vLLM convention: the stop string itself is not part of the content.
+                text = text[: -len(g.stop_matched)]
+            choices.append({"index": i, "message": {"role": "assistant", "content": text},
+                            "finish_reason": "length" if g.finish_reason == "length" else "stop",
+                            "stop_reason": g.stop_matched if isinstance(g.stop_matched, str) else None})
+        completion = sum(len(g.token_ids) for g in gens)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model") or served_name, "choices": choices,
+            "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": completion,
+                      "total_tokens": len(prompt_ids) + completion},
+        }
+
+    return app
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class BackgroundServer:
+    """Serve an engine from a thread of this process (tests, notebooks); ``with`` stops it."""
+
+    def __init__(self, engine: HFGenerationEngine, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+        import uvicorn
+
+        self.engine = engine
+        self.host, self.port = host, port or free_port(host)
+        config = uvicorn.Config(build_app(engine), host=self.host, port=self.port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="datamind-gen-http", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self, timeout_s: float = 30.0) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("generation server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(model_path: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_batch_size: int = 64) -> None:
+    """Run the server in the foreground (``datamind-ext serve``-style use)."""
+    import uvicorn
+
+    engine = HFGenerationEngine(model_path, max_batch_size=max_batch_size)
+    uvicorn.run(build_app(engine), host=host, port=port, log_level="info")

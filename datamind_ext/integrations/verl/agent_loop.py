@@ -1,0 +1,147 @@
+"""DataMind's multi-turn code-interpreter rollout as a verl 0.9.1 agent loop.
+
+Registered as ``datamind_code_agent`` with verl's ``@register``; select it with
+``actor_rollout_ref.rollout.agent.default_agent_loop=datamind_code_agent`` or a per-row
+``agent_name`` column. verl's stock ``tool_agent`` is not used: it creates and releases a tool
+per call (no state across turns) and caps tool output at 256 characters.
+
+One instance runs one trajectory (verl builds one per row); all the logic is the core
+:class:`datamind_ext.agent.TurnLoop` (one interpreter session per trajectory, stops on the
+server, observation tokens as the chat template renders them with ``response_mask`` 0,
+budgets, void flag). This class only adapts verl's inputs and outputs.
+
+Configuration (all optional), in the trainer config::
+
+    +datamind.agent.max_turns=10  +datamind.agent.max_observation_chars=2048  ...   # AgentBudgets keys
+    +datamind.interpreter.<key>=...                                                # InterpreterPool kwargs
+
+``max_response_tokens`` defaults to ``rollout.response_length`` and can only be lowered.
+Per-row inputs: ``raw_prompt`` (messages), ``extra_info.files`` (data file paths; a
+``.sqlite``/``.db`` file makes it a database task). Without a system turn, the project's system
+prompt for the task kind is prepended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+from uuid import uuid4
+
+from omegaconf import DictConfig, OmegaConf
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput
+from verl.experimental.agent_loop.agent_loop import register as verl_register
+
+from datamind_ext.agent.config import AgentBudgets
+from datamind_ext.agent.loop import Episode, TurnLoop
+from datamind_ext.agent.policies import TokenServerPolicy
+from datamind_ext.agent.prompts import with_system_prompt
+from datamind_ext.agent.session import SessionFactory, interpreter_factory
+from datamind_ext.config import parse_config
+
+log = logging.getLogger(__name__)
+
+AGENT_NAME = "datamind_code_agent"
+#: extra_fields keys, identical for every sample (V1 stores them per row in TransferQueue).
+EXTRA_KEYS = ("dm_turns", "dm_code_cells", "dm_cells_errored", "dm_cells_timed_out", "dm_obs_chars_cut",
+              "dm_void", "dm_failed", "dm_generation_s", "dm_interpreter_s", "dm_overhead_s")
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays / 0-d objects / DictConfig from verl's non-tensor batch → plain Python."""
+    if isinstance(value, DictConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return value.tolist()
+    return value
+
+
+def row_files(extra_info: Any, tools_kwargs: Any = None) -> list[str]:
+    """The row's data files: ``extra_info.files`` (or ``tools_kwargs.files``)."""
+    for src in (extra_info, tools_kwargs):
+        src = _plain(src) or {}
+        if isinstance(src, dict) and src.get("files"):
+            files = _plain(src["files"])
+            return [str(f) for f in ([files] if isinstance(files, str) else files)]
+    return []
+
+
+def episode_output(ep: Episode, *, with_logprobs: bool) -> AgentLoopOutput:
+    """verl's output for an episode: token lists, masks, scalar metrics (same keys every time)."""
+    m = ep.metrics
+    extra = {
+        "dm_turns": m.turns, "dm_code_cells": m.code_cells, "dm_cells_errored": m.cells_errored,
+        "dm_cells_timed_out": m.cells_timed_out, "dm_obs_chars_cut": m.observation_chars_cut, "dm_void": m.void,
+        "dm_failed": m.failed, "dm_generation_s": round(m.generation_s, 6),
+        "dm_interpreter_s": round(m.interpreter_s, 6), "dm_overhead_s": round(m.overhead_s, 6),
+        # The built-in loops always set these two; keeping them lets rows of both kinds share a batch.
+        "turn_scores": [], "tool_rewards": [],
+    }
+    logprobs = ep.response_logprobs if with_logprobs and ep.response_logprobs is not None else None
+    return AgentLoopOutput(
+        prompt_ids=ep.prompt_ids,
+        response_ids=ep.response_ids,
+        response_mask=ep.response_mask,
+        response_logprobs=logprobs,
+        num_turns=len(ep.messages) - sum(1 for x in ep.messages if x["role"] == "system"),
+        metrics=AgentLoopMetrics(generate_sequences=m.generation_s, tool_calls=m.interpreter_s),
+        extra_fields=extra,
+    )
+
+
+class DataMindAgentLoop(AgentLoopBase):
+    """Multi-turn think → code → interpreter → … → answer rollout for one row."""
+
+    #: Session factory shared by every trajectory of this process (one interpreter pool per
+    #: AgentLoopWorker). Tests and embedders may replace it.
+    session_factory: ClassVar[SessionFactory | None] = None
+
+    def __init__(self, trainer_config: Any, server_manager: Any, tokenizer: Any, processor: Any,
+                 dataset_cls: Any, data_config: Any, hf_model_type: str | None = None, **kwargs: Any) -> None:
+        super().__init__(trainer_config, server_manager, tokenizer, processor, dataset_cls, data_config,
+                         hf_model_type=hf_model_type, **kwargs)
+        dm = _plain(self.config.get("datamind")) or {}
+        budgets = parse_config(AgentBudgets, dm.get("agent") or {}, "datamind.agent")
+        response_length = int(self.rollout_config.response_length)
+        self.budgets = budgets.model_copy(update={
+            "max_response_tokens": min(budgets.max_response_tokens, response_length)
+            if "max_response_tokens" in (dm.get("agent") or {}) else response_length,
+            "max_tokens_per_turn": min(budgets.max_tokens_per_turn, response_length),
+        })
+        cls = type(self)
+        if cls.session_factory is None:
+            pool_kwargs = dict(dm.get("interpreter") or {})
+            cls.session_factory = interpreter_factory(**pool_kwargs)
+
+    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
+        messages = [dict(m) for m in _plain(kwargs["raw_prompt"])]
+        files = row_files(kwargs.get("extra_info"), kwargs.get("tools_kwargs"))
+        messages = with_system_prompt(messages, files, max_turns=self.budgets.max_turns)
+        request_id = uuid4().hex  # one id per trajectory: sticky routing to one server
+
+        async def generate(prompt_ids: list[int], params: dict[str, Any]) -> tuple[list[int], list[float] | None, str]:
+            out = await self.server_manager.generate(request_id=request_id, prompt_ids=prompt_ids,
+                                                     sampling_params=params)
+            finish = (out.extra_fields or {}).get("finish_reason")
+            if finish is None:
+                finish = "abort" if out.stop_reason in ("aborted", "abort") else "stop"
+            return list(out.token_ids), out.log_probs, finish
+
+        policy = TokenServerPolicy(generate, self.tokenizer, sampling_params)
+        loop = TurnLoop(policy, type(self).session_factory, self.budgets, tokenizer=self.tokenizer,
+                        max_prompt_tokens=int(self.rollout_config.prompt_length))
+        episode = await loop.run(messages, files)
+        if episode.error:
+            log.warning("datamind trajectory failed (kept in the batch as void): %s", episode.error)
+        return episode_output(episode, with_logprobs=bool(sampling_params.get("logprobs")))
+
+
+def register() -> None:
+    """Register the loop in verl's agent-loop registry (idempotent: same name, same target)."""
+    verl_register(AGENT_NAME)(DataMindAgentLoop)
+
+
+def registered_names() -> Sequence[str]:
+    from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
+
+    return [k for k, v in _agent_loop_registry.items() if str(v.get("_target_", "")).startswith("datamind_ext.")]
