@@ -1,0 +1,241 @@
+"""Actor-side glue: expert rows for the batch, and the workers that install the combined loss.
+
+- :func:`expert_row` renders an expert trajectory with the ONE renderer
+  (``datamind_ext.protocol.render_messages``) and lays it out exactly like a rollout row (prompt
+  = everything before the first trained token, i.e. up to and including the first assistant
+  header; response = the rest; ``response_mask`` = the renderer's label-aligned loss mask). SFT
+  data, rollouts and expert rows therefore share token ids and masks by construction.
+- :func:`rows_to_tensordict` builds verl's V1 no-padding TensorDict for a list of rows.
+- :class:`DataMindTrainingWorker` computes, once per step and per mini-batch, γ and the global
+  token counts the loss normalises with (see ``loss.py`` for why this needs a worker).
+- :class:`DataMindActorRolloutRefWorker` uses that worker for the actor and installs the loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import torch
+
+from datamind_ext.integrations.verl.loss import (
+    GAMMA_KEY,
+    RL_TOKENS_KEY,
+    SCHEDULE_METRICS_KEY,
+    SFT_TOKENS_KEY,
+    DataMindLossConfig,
+    datamind_actor_loss,
+)
+from datamind_ext.losses import BatchStats, build_schedule
+from datamind_ext.protocol import render_messages
+
+STEP_KEY = "datamind_step"
+
+
+def expert_row(tokenizer: Any, messages: Sequence[Any]) -> dict[str, torch.Tensor]:
+    """One expert trajectory as ``prompts`` / ``responses`` / ``response_mask`` int64 tensors."""
+    rendered = render_messages(tokenizer, messages)
+    try:
+        split = rendered.loss_mask.index(1)
+    except ValueError:
+        raise ValueError("expert trajectory has no assistant token to train on") from None
+    return {
+        "prompts": torch.tensor(rendered.input_ids[:split], dtype=torch.int64),
+        "responses": torch.tensor(rendered.input_ids[split:], dtype=torch.int64),
+        "response_mask": torch.tensor(rendered.loss_mask[split:], dtype=torch.int64),
+    }
+
+
+def _nested(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.nested.as_nested_tensor(tensors, layout=torch.jagged)
+
+
+def rows_to_tensordict(rows: list[dict[str, Any]]) -> Any:
+    """verl V1's per-sample layout (as its agent loop writes it) for rollout and expert rows.
+
+    Each row needs ``prompts``, ``responses``, ``response_mask``; optional ``old_log_probs``,
+    ``advantages`` (response length, default zeros), ``is_expert``, ``is_void`` (default 0),
+    ``rm_scores`` and ``entropy``.
+    """
+    from tensordict import TensorDict
+
+    fields: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("prompts", "responses", "response_mask", "loss_mask", "input_ids", "position_ids",
+                        "old_log_probs", "advantages")
+    }
+    extra = [k for k in ("rm_scores", "entropy") if all(k in r for r in rows)]
+    for k in extra:
+        fields[k] = []
+    is_expert, is_void = [], []
+    for r in rows:
+        resp_len = len(r["responses"])
+        ids = torch.cat([r["prompts"], r["responses"]])
+        fields["prompts"].append(r["prompts"])
+        fields["responses"].append(r["responses"])
+        fields["response_mask"].append(r["response_mask"])
+        fields["loss_mask"].append(r["response_mask"])
+        fields["input_ids"].append(ids)
+        fields["position_ids"].append(torch.arange(len(ids), dtype=torch.int64))
+        for k in ("old_log_probs", "advantages"):
+            fields[k].append(torch.as_tensor(r.get(k, torch.zeros(resp_len)), dtype=torch.float32))
+        for k in extra:
+            fields[k].append(torch.as_tensor(r[k], dtype=torch.float32))
+        is_expert.append(int(r.get("is_expert", 0)))
+        is_void.append(int(r.get("is_void", 0)))
+    td = {k: _nested(v) for k, v in fields.items()}
+    td["is_expert"] = torch.tensor(is_expert, dtype=torch.int64)
+    td["is_void"] = torch.tensor(is_void, dtype=torch.int64)
+    return TensorDict(td, batch_size=[len(rows)])
+
+
+def _row_sums(nested: torch.Tensor) -> torch.Tensor:
+    """Per-row sum of a nested (jagged) or padded 2-D tensor."""
+    if nested.is_nested:
+        return torch.stack([t.sum() for t in nested.unbind()])
+    return nested.sum(dim=-1)
+
+
+def _flags(data: Any, key: str, n: int) -> torch.Tensor:
+    return data[key].reshape(-1).float().cpu() if key in data.keys() else torch.zeros(n)
+
+
+def _all_reduce_sum(values: list[float], group: Any) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    if torch.distributed.is_initialized():
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM, group=group)
+    return t.tolist()
+
+
+def _step_of(data: Any) -> int:
+    from verl.utils import tensordict_utils as tu
+
+    step = tu.get_non_tensor_data(data=data, key=STEP_KEY, default=None)
+    if step is None and "global_steps" in data.keys():
+        steps = tu.get(data, "global_steps")
+        step = steps[0] if isinstance(steps, list | tuple) else steps
+        step = step.item() if isinstance(step, torch.Tensor) and step.numel() == 1 else step
+    if step is None:
+        raise RuntimeError(f"the batch carries no step ({STEP_KEY} or global_steps) for the γ schedule")
+    return int(step)
+
+
+def _make_training_worker_cls() -> type:
+    """Built lazily so importing this module does not import verl's worker stack."""
+    from verl.single_controller.base.decorator import make_nd_compute_dataproto_dispatch_fn, register
+    from verl.utils import tensordict_utils as tu
+    from verl.workers.engine_workers import TrainingWorker
+
+    class DataMindTrainingWorker(TrainingWorker):
+        """TrainingWorker that writes γ and the RL/SFT global token counts into each mini-batch."""
+
+        loss_config: DataMindLossConfig = DataMindLossConfig()
+
+        def set_loss_config(self, cfg: DataMindLossConfig) -> None:
+            self.loss_config = cfg
+            self._schedule = build_schedule(cfg.schedule)
+
+        def _batch_stats(self, data: Any) -> BatchStats:
+            """Success rate and RL-token entropy over the whole step (all ranks): adaptive γ input."""
+            n = data.shape[0]
+            rl_rows = (1.0 - _flags(data, "is_expert", n)) * 1.0
+            sums = [0.0, 0.0, 0.0, 0.0]  # successes, rl rows, entropy sum, rl tokens
+            if "rm_scores" in data.keys():
+                scores = _row_sums(data["rm_scores"]).float().cpu()
+                sums[0] = float(((scores > self.loss_config.success_threshold).float() * rl_rows).sum())
+                sums[1] = float(rl_rows.sum())
+            if "entropy" in data.keys():
+                valid = rl_rows * (1.0 - _flags(data, "is_void", n))
+                ent = _row_sums(data["entropy"] * data["response_mask"]).float().cpu()
+                toks = _row_sums(data["response_mask"]).float().cpu()
+                sums[2], sums[3] = float((ent * valid).sum()), float((toks * valid).sum())
+            succ, rows, ent_sum, toks = _all_reduce_sum(sums, self.engine.get_data_parallel_group())
+            return BatchStats(
+                success_rate=succ / rows if rows > 0 else None,
+                entropy=ent_sum / toks if toks > 0 else None,
+            )
+
+        @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="train"), blocking=False)
+        def train_mini_batch(self, data: Any) -> Any:
+            if not hasattr(self, "_schedule"):
+                self.set_loss_config(self.loss_config)
+            step = _step_of(data)
+            gamma, schedule_metrics = self._schedule(step, self._batch_stats(data))
+            tu.assign_non_tensor(data, **{GAMMA_KEY: float(gamma), SCHEDULE_METRICS_KEY: dict(schedule_metrics)})
+            return super().train_mini_batch(data)
+
+        @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="train"), blocking=False)
+        def train_batch(self, data: Any) -> Any:
+            n = data.shape[0]
+            tokens = _row_sums(data["response_mask"]).float().cpu()
+            expert, void = _flags(data, "is_expert", n), _flags(data, "is_void", n)
+            local = [float((tokens * (1 - expert) * (1 - void)).sum()), float((tokens * expert).sum())]
+            rl_tokens, sft_tokens = _all_reduce_sum(local, self.engine.get_data_parallel_group())
+            tu.assign_non_tensor(data, **{RL_TOKENS_KEY: rl_tokens, SFT_TOKENS_KEY: sft_tokens})
+            return super().train_batch(data)
+
+    return DataMindTrainingWorker
+
+
+_TRAINING_WORKER: type | None = None
+
+
+def training_worker_cls() -> type:
+    """The :class:`DataMindTrainingWorker` class (a verl ``TrainingWorker`` subclass)."""
+    global _TRAINING_WORKER
+    if _TRAINING_WORKER is None:
+        _TRAINING_WORKER = _make_training_worker_cls()
+    return _TRAINING_WORKER
+
+
+def loss_config_from(actor_rollout_ref_config: Any) -> DataMindLossConfig:
+    """Our ``actor_rollout_ref.datamind_loss`` block, validated (unknown keys are errors)."""
+    from omegaconf import OmegaConf
+
+    from datamind_ext.config import parse_config
+
+    raw = actor_rollout_ref_config.get("datamind_loss", None)
+    data = OmegaConf.to_container(raw, resolve=True) if raw is not None else {}
+    return parse_config(DataMindLossConfig, data, "actor_rollout_ref.datamind_loss")
+
+
+def install_loss(training_worker: Any, cfg: DataMindLossConfig) -> None:
+    """Point a DataMindTrainingWorker at the combined loss with ``cfg``."""
+    training_worker.set_loss_config(cfg)
+    training_worker.set_loss_fn(partial(datamind_actor_loss, cfg))
+
+
+def _make_actor_rollout_ref_worker_cls() -> type:
+    from verl.single_controller.base.decorator import Dispatch, register
+    from verl.workers.engine_workers import ActorRolloutRefWorker
+
+    class DataMindActorRolloutRefWorker(ActorRolloutRefWorker):
+        """verl's hybrid worker with the DataMind actor (its loss and its γ/token bookkeeping)."""
+
+        actor_worker_cls = training_worker_cls()
+
+        @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+        def init_model(self) -> None:
+            super().init_model()
+            if self.actor is not None:
+                cfg = loss_config_from(self.config)
+                if cfg.enable:
+                    actor = self.config.actor
+                    if actor.get("use_kl_loss", False) or float(actor.get("entropy_coeff", 0.0)) != 0.0:
+                        raise ValueError(
+                            "the DataMind loss has no KL or entropy bonus (the paper uses neither): set "
+                            "actor_rollout_ref.actor.use_kl_loss=false and entropy_coeff=0"
+                        )
+                    install_loss(self.actor, cfg)
+
+    return DataMindActorRolloutRefWorker
+
+
+_ACTOR_WORKER: type | None = None
+
+
+def actor_rollout_ref_worker_cls() -> type:
+    global _ACTOR_WORKER
+    if _ACTOR_WORKER is None:
+        _ACTOR_WORKER = _make_actor_rollout_ref_worker_cls()
+    return _ACTOR_WORKER
