@@ -1,0 +1,675 @@
+"""The pool: one warm zygote, many persistent sessions, all driven from asyncio.
+
+Nothing here blocks the event loop: the zygote and the sessions are separate processes reached
+through non-blocking Unix sockets, and the only filesystem work (staging a data file once,
+removing a session directory) runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from datamind_ext.errors import UserError
+from datamind_ext.interpreter import memory, sandbox, wire
+from datamind_ext.interpreter.limits import Limits
+from datamind_ext.interpreter.result import ExecResult
+from datamind_ext.interpreter.zygote import DEFAULT_PRELOAD, MAX_DATAGRAM
+
+DB_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+SESSION_START_TIMEOUT_S = 60.0
+EXIT_WAIT_S = 10.0
+_pool_counter = itertools.count()
+
+
+class InterpreterError(RuntimeError):
+    """The pool itself cannot work (the zygote failed to start or died)."""
+
+
+def _uid_base() -> int:
+    """A uid range unique to this pool among pools on this machine (pid + per-process counter).
+
+    Sessions of two pools must never share a uid: the sweep kills every process of a uid.
+    """
+    return 1_000_000 + ((os.getpid() % 200_000) * 16 + next(_pool_counter) % 16) * 1024
+
+
+def describe_exit(status: dict[str, int] | None) -> str:
+    if status is None:
+        return "the session's process disappeared"
+    if "signal" in status:
+        sig = status["signal"]
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        what = {
+            "SIGSEGV": " (segmentation fault)",
+            "SIGKILL": " (killed: by itself, the CPU-time limit or the out-of-memory killer)",
+            "SIGABRT": " (aborted)",
+            "SIGBUS": " (bus error)",
+            "SIGFPE": " (arithmetic fault)",
+            "SIGXCPU": " (CPU-time limit)",
+        }.get(name, "")
+        return f"the session's process was killed by {name}{what}"
+    return f"the session's process exited with code {status.get('code')}"
+
+
+class _Zygote:
+    """Pool-side handle of the zygote process: requests, replies and exit events."""
+
+    def __init__(self, root: Path, preload: Sequence[str], isolate_network: bool) -> None:
+        self.root = root
+        self.preload = list(preload)
+        self.isolate_network = isolate_network
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.info: dict[str, Any] = {}
+        self._ids = itertools.count(1)
+        self._replies: dict[int, asyncio.Future] = {}
+        self._exits: dict[int, asyncio.Future] = {}
+        self._reader: asyncio.Task | None = None
+        self._ready: asyncio.Future | None = None
+        self.dead = False
+
+    async def start(self, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        self.sock = ours
+        env = dict(sandbox.SAFE_ENV)
+        pkg_parent = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = pkg_parent
+        config = json.dumps({"preload": self.preload, "isolate_network": self.isolate_network})
+        err_path = self.root / "zygote.err"
+        with open(err_path, "wb") as err:
+            self.proc = await asyncio.to_thread(
+                subprocess.Popen,
+                [sys.executable, "-m", "datamind_ext.interpreter.zygote", str(theirs.fileno()), config],
+                pass_fds=[theirs.fileno()],
+                env=env,
+                cwd=str(self.root),
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                start_new_session=True,
+            )
+        theirs.close()
+        self._ready = loop.create_future()
+        self._reader = asyncio.create_task(self._read_loop(), name="interpreter-zygote-reader")
+        try:
+            self.info = await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
+        except (TimeoutError, EOFError) as exc:
+            tail = err_path.read_text(errors="replace")[-2000:] if err_path.exists() else ""
+            await self.stop()
+            raise InterpreterError(f"the interpreter zygote did not start: {exc or 'timeout'}\n{tail}") from None
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.sock is not None
+        try:
+            while True:
+                data = await loop.sock_recv(self.sock, MAX_DATAGRAM)
+                if not data:
+                    break
+                msg = json.loads(data)
+                if msg.get("event") == "ready":
+                    if self._ready and not self._ready.done():
+                        self._ready.set_result(msg)
+                elif msg.get("event") == "exit":
+                    fut = self._exits.setdefault(msg["pid"], loop.create_future())
+                    if not fut.done():
+                        fut.set_result({k: v for k, v in msg.items() if k in ("code", "signal")})
+                elif "id" in msg:
+                    if "pid" in msg:
+                        self._exits.setdefault(msg["pid"], loop.create_future())
+                    fut = self._replies.pop(msg["id"], None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.dead = True
+            err = EOFError("the interpreter zygote exited")
+            for fut in [self._ready, *self._replies.values()]:
+                if fut is not None and not fut.done():
+                    fut.set_exception(err)
+            for fut in self._exits.values():
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def _send(self, msg: dict[str, Any], fds: Sequence[int] = ()) -> None:
+        if self.dead or self.sock is None:
+            raise InterpreterError("the interpreter zygote is not running")
+        data = json.dumps(msg).encode()
+        while True:
+            try:
+                socket.send_fds(self.sock, [data], list(fds)) if fds else self.sock.send(data)
+                return
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+
+    async def spawn(self, spec: dict[str, Any], fd: int) -> int:
+        rid = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._replies[rid] = fut
+        await self._send({"op": "spawn", "id": rid, "spec": spec}, [fd])
+        try:
+            reply = await fut
+        except EOFError as exc:
+            raise InterpreterError(str(exc)) from None
+        return int(reply["pid"])
+
+    async def signal(self, pid: int, sig: int) -> None:
+        with contextlib.suppress(InterpreterError, OSError):
+            await self._send({"op": "signal", "pid": pid, "sig": int(sig)})
+
+    async def kill(self, pid: int) -> dict[str, int] | None:
+        """Kill a session (and everything it left) and wait until the zygote has swept it."""
+        with contextlib.suppress(InterpreterError, OSError):
+            await self._send({"op": "kill", "pid": pid})
+        return await self.wait_exit(pid, EXIT_WAIT_S)
+
+    async def wait_exit(self, pid: int, timeout_s: float) -> dict[str, int] | None:
+        fut = self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            if fut.done():
+                self._exits.pop(pid, None)
+
+    async def stop(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.send(json.dumps({"op": "shutdown"}).encode())
+        proc = self.proc
+        if proc is not None:
+            try:
+                await asyncio.to_thread(proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.dead = True
+
+
+@dataclasses.dataclass
+class MemoryReport:
+    """Unique memory of each live session and their total; evicted sessions hold none."""
+
+    sessions_uss_bytes: dict[int, int]
+    total_uss_bytes: int
+    zygote_rss_bytes: int | None
+    evicted_sessions: int
+    evictions_total: int
+
+
+class Session:
+    """One persistent interpreter: globals survive from one cell to the next.
+
+    Obtain it from :meth:`InterpreterPool.session`. ``run`` is safe to call from many tasks;
+    cells of one session run one at a time, in call order.
+    """
+
+    def __init__(self, pool: InterpreterPool, sid: int, files: list[tuple[str, str]], db: str | None, uid: int | None):
+        self.pool = pool
+        self.id = sid
+        self.workdir = pool.root / "sessions" / str(sid)
+        self.files = [name for _, name in files]
+        self._files = files
+        self.db = db
+        self.uid = uid
+        self.history: list[str] = []  # successful cells, replayed after a crash or an eviction
+        self.cells_run = 0
+        self.restarts = 0
+        self.isolation: dict[str, str] = {}
+        self.last_used = time.monotonic()
+        self._lock = asyncio.Lock()
+        self._pid: int | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._closed = False
+        self.evicted = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def path(self, name: str) -> Path:
+        """A file in the session's working directory (e.g. ``result.csv`` written by ``execute_sql``)."""
+        p = (self.workdir / name).resolve()
+        if self.workdir.resolve() not in p.parents:
+            raise ValueError(f"{name!r} is not inside the session's working directory")
+        return p
+
+    # --- process lifecycle -----------------------------------------------------------------
+    def _spec(self) -> dict[str, Any]:
+        return {
+            "workdir": str(self.workdir),
+            "pool_root": str(self.pool.root),
+            "files": self._files,
+            "db": self.db,
+            "uid": self.uid,
+            "gid": self.uid,
+            "limits": self.pool.limits.model_dump(),
+        }
+
+    async def _spawn(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = await self.pool._zygote.spawn(self._spec(), theirs.fileno())
+        finally:
+            theirs.close()
+        self._pid = pid
+        ours.setblocking(False)
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=wire.MAX_FRAME_BYTES)
+        try:
+            hello = await asyncio.wait_for(wire.recv_async(self._reader), SESSION_START_TIMEOUT_S)
+        except (TimeoutError, wire.WireClosed):
+            status = await self._kill()
+            raise InterpreterError(f"the session did not start: {describe_exit(status)}") from None
+        if not hello.get("ready"):
+            await self._kill()
+            raise InterpreterError(f"the session did not start: {hello.get('error')}")
+        self.isolation = hello.get("isolation", {})
+        self.evicted = False
+
+    async def _kill(self) -> dict[str, int] | None:
+        """Kill the process (and its leftovers); the working directory and history stay."""
+        pid, self._pid = self._pid, None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = self._reader = None
+        if pid is None:
+            return None
+        return await self.pool._zygote.kill(pid)
+
+    async def _rebuild(self) -> int:
+        """New process; replay the successful cells (or forget them, per ``on_crash``)."""
+        if self._pid is not None:
+            await self._kill()
+        self.restarts += 1
+        if self.pool.limits.on_crash == "fresh":
+            self.history.clear()
+        await self._spawn()
+        replayed = 0
+        for code in list(self.history):
+            reply = await self._exchange(code, self.pool.limits.timeout_s)
+            if reply is None:  # the replay itself crashed: keep what we have, start clean
+                await self._kill()
+                self.history = self.history[:replayed]
+                await self._spawn()
+                break
+            replayed += 1
+        return replayed
+
+    async def _exchange(self, code: str, timeout_s: float) -> dict[str, Any] | None:
+        """Run a cell without the timeout machinery (used for replay); None if the process died."""
+        assert self._writer is not None and self._reader is not None
+        req = self._request(code)
+        try:
+            await wire.send_async(self._writer, req)
+            return await asyncio.wait_for(wire.recv_async(self._reader), timeout_s * 2)
+        except (wire.WireClosed, TimeoutError):
+            return None
+
+    def _request(self, code: str) -> dict[str, Any]:
+        self.cells_run += 1
+        lim = self.pool.limits
+        return {"op": "run", "code": code, "cell": self.cells_run, "cpu_s": lim.cpu_s_per_cell, "memory_mib": lim.memory_mib}
+
+    # --- running cells ---------------------------------------------------------------------
+    async def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
+        """Run one cell; its variables persist for the next. Never raises for user-code failures."""
+        if self._closed:
+            raise InterpreterError("the session is closed")
+        timeout = self.pool.limits.timeout_s if timeout_s is None else timeout_s
+        async with self._lock:
+            async with self.pool._slots:
+                self.last_used = time.monotonic()
+                if self._pid is None:
+                    await self._rebuild()
+                try:
+                    result = await self._run_locked(code, timeout)
+                finally:
+                    self.last_used = time.monotonic()
+        self.pool._after_cell()
+        return result
+
+    async def _run_locked(self, code: str, timeout: float) -> ExecResult:
+        assert self._writer is not None and self._reader is not None
+        lim = self.pool.limits
+        t0 = time.perf_counter()
+        reader = self._reader
+        try:
+            await wire.send_async(self._writer, self._request(code))
+            reply = await asyncio.wait_for(wire.recv_async(reader), timeout)
+        except wire.WireClosed:
+            return await self._after_crash(t0, None)
+        except TimeoutError:
+            assert self._pid is not None
+            await self.pool._zygote.signal(self._pid, signal.SIGINT)
+            try:
+                reply = await asyncio.wait_for(wire.recv_async(reader), lim.interrupt_grace_s)
+            except wire.WireClosed:
+                return await self._after_crash(t0, None, timed_out=True, timeout=timeout)
+            except TimeoutError:
+                return await self._after_crash(t0, None, timed_out=True, timeout=timeout, kill=True)
+            if reply.get("interrupted"):
+                reply["error"] = (
+                    f"TimeoutError: the cell exceeded its {timeout:g} s wall-clock limit and was interrupted "
+                    "(variables set before the interruption are kept)"
+                )
+        duration = time.perf_counter() - t0
+        timed_out = bool(reply.get("interrupted"))
+        if reply.get("stray_threads"):
+            n = reply["stray_threads"]
+            result = ExecResult(
+                output=reply["output"],
+                ok=False,
+                error=f"RuntimeError: the cell left {n} thread(s) running; threads must finish within their cell, "
+                "so the session was restarted without this cell",
+                timed_out=timed_out,
+                duration_s=duration,
+                output_chars=reply["output_chars"],
+                truncated_chars=reply["truncated_chars"],
+            )
+            replayed = await self._rebuild()
+            return dataclasses.replace(result, restarted=True, replayed_cells=replayed)
+        if reply["ok"]:
+            self.history.append(code)
+        return ExecResult(
+            output=reply["output"],
+            ok=bool(reply["ok"]),
+            error=reply.get("error"),
+            timed_out=timed_out,
+            duration_s=duration,
+            output_chars=reply["output_chars"],
+            truncated_chars=reply["truncated_chars"],
+        )
+
+    async def _after_crash(
+        self, t0: float, _reply: Any, *, timed_out: bool = False, timeout: float = 0.0, kill: bool = False
+    ) -> ExecResult:
+        pid = self._pid
+        if kill:
+            status = await self._kill()
+        else:
+            self._pid = None
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = self._reader = None
+            status = await self.pool._zygote.wait_exit(pid, EXIT_WAIT_S) if pid is not None else None
+        if timed_out:
+            why = f"TimeoutError: the cell exceeded its {timeout:g} s wall-clock limit and did not stop when interrupted; its process was killed"
+        else:
+            why = f"SessionCrashed: {describe_exit(status)}"
+        duration = time.perf_counter() - t0
+        replayed = 0
+        if self.pool.limits.on_crash == "replay":
+            replayed = await self._rebuild()
+            why += f"; the session was restarted and its {replayed} earlier successful cell(s) replayed"
+        else:
+            await self._rebuild()
+            why += "; the session was restarted fresh: earlier variables are gone"
+        return ExecResult(
+            output="", ok=False, error=why, timed_out=timed_out, duration_s=duration, restarted=True, replayed_cells=replayed
+        )
+
+    async def memory_uss_bytes(self) -> int | None:
+        """Unique memory of the session's process now (None when evicted or dead)."""
+        pid = self._pid
+        return None if pid is None else await asyncio.to_thread(memory.uss_bytes, pid)
+
+    async def evict(self) -> bool:
+        """Free this session's process; its next cell rebuilds it by replay. False if busy."""
+        if self._lock.locked() or self._pid is None or self._closed:
+            return False
+        async with self._lock:
+            if self._pid is None:
+                return False
+            await self._kill()
+            self.evicted = True
+            return True
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        async with self._lock:
+            await self._kill()
+        await asyncio.to_thread(shutil.rmtree, self.workdir, True)
+        self.pool._release(self)
+
+
+class InterpreterPool:
+    """A warm zygote and the sessions forked from it.
+
+    ``max_sessions`` open sessions at most (opening more waits: backpressure);
+    ``max_concurrency`` cells run at once (default: the number of CPU cores), the rest queue;
+    ``memory_budget_mib``: when the sessions' total unique memory exceeds it, the least
+    recently used idle sessions are evicted and rebuilt by replay when next used.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: Limits | None = None,
+        max_sessions: int = 256,
+        max_concurrency: int | None = None,
+        memory_budget_mib: int | None = None,
+        preload: Sequence[str] = DEFAULT_PRELOAD,
+        isolate_network: bool = True,
+        start_timeout_s: float = 180.0,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.max_sessions = max_sessions
+        self.max_concurrency = max_concurrency or os.cpu_count() or 1
+        self.memory_budget_mib = memory_budget_mib
+        self.preload = list(preload)
+        self.isolate_network = isolate_network
+        self.start_timeout_s = start_timeout_s
+        self.root: Path = Path()
+        self.sessions: dict[int, Session] = {}
+        self.evictions = 0
+        self._zygote: _Zygote
+        self._slots = asyncio.Semaphore(self.max_concurrency)
+        self._open = asyncio.Semaphore(max_sessions)
+        self._ids = itertools.count(1)
+        self._uid_base = _uid_base()
+        self._free_uids: list[int] = []
+        self._staged: dict[tuple[str, int, int], str] = {}
+        self._stage_lock = asyncio.Lock()
+        self._started = False
+        self._closed = False
+        self._evict_task: asyncio.Task | None = None
+        self._last_evict_check = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> InterpreterPool:
+        if self._started:
+            return self
+        self.root = Path(tempfile.mkdtemp(prefix="datamind-interp-"))
+        os.chmod(self.root, 0o711)
+        for sub in ("sessions", "stage"):
+            (self.root / sub).mkdir(mode=0o711)
+        self._zygote = _Zygote(self.root, self.preload, self.isolate_network)
+        try:
+            await self._zygote.start(self.start_timeout_s)
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+        self.uid_mode = bool(self._zygote.info.get("uid_mode"))
+        self._free_uids = list(range(self._uid_base + self.max_sessions - 1, self._uid_base - 1, -1)) if self.uid_mode else []
+        self._started = True
+        return self
+
+    async def close(self) -> None:
+        if self._closed or not self._started:
+            self._closed = True
+            return
+        self._closed = True
+        if self._evict_task is not None:
+            self._evict_task.cancel()
+        await asyncio.gather(*(s.close() for s in list(self.sessions.values())), return_exceptions=True)
+        await self._zygote.stop()
+        await asyncio.to_thread(shutil.rmtree, self.root, True)
+
+    async def __aenter__(self) -> InterpreterPool:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def zygote_pid(self) -> int | None:
+        return self._zygote.proc.pid if self._started and self._zygote.proc else None
+
+    @property
+    def uid_range(self) -> range:
+        """The uids this pool's sessions run as (empty when sessions keep the pool's uid)."""
+        return range(self._uid_base, self._uid_base + self.max_sessions) if self.uid_mode else range(0)
+
+    @property
+    def isolation(self) -> dict[str, str]:
+        return dict(self._zygote.info.get("isolation", {}))
+
+    # --- sessions --------------------------------------------------------------------------
+    async def _stage(self, path: str | os.PathLike[str]) -> tuple[str, str]:
+        """Copy a data file once into the pool's read-only stage; sessions get hard links to it."""
+        src = Path(path).expanduser()
+        try:
+            st = src.stat()
+        except FileNotFoundError:
+            raise UserError(f"data file not found: {src}") from None
+        if not src.is_file():
+            raise UserError(f"not a regular file: {src}")
+        key = (str(src.resolve()), st.st_size, st.st_mtime_ns)
+        async with self._stage_lock:
+            staged = self._staged.get(key)
+            if staged is None:
+                folder = self.root / "stage" / hashlib.sha1(repr(key).encode()).hexdigest()[:16]
+
+                def copy() -> str:
+                    folder.mkdir(mode=0o711, exist_ok=True)
+                    dest = folder / src.name
+                    shutil.copyfile(src, dest)
+                    os.chmod(dest, 0o444)
+                    return str(dest)
+
+                staged = await asyncio.to_thread(copy)
+                self._staged[key] = staged
+        return staged, src.name
+
+    async def open_session(self, files: Sequence[str | os.PathLike[str]] = (), *, db: str | None = None) -> Session:
+        """Open a session; call ``await session.close()`` when done (or use :meth:`session`)."""
+        if not self._started or self._closed:
+            raise InterpreterError("the pool is not running (use `async with InterpreterPool(...)`)")
+        staged = [await self._stage(f) for f in files]
+        names = [n for _, n in staged]
+        if len(set(names)) != len(names):
+            raise UserError(f"two data files share a name: {names}")
+        if db is None:
+            db = next((n for n in names if n.lower().endswith(DB_SUFFIXES)), None)
+        elif db not in names:
+            raise UserError(f"db {db!r} is not one of the session's files {names}")
+        await self._open.acquire()
+        try:
+            uid = self._free_uids.pop() if self.uid_mode else None
+            session = Session(self, next(self._ids), staged, db, uid)
+            self.sessions[session.id] = session
+            try:
+                async with self._slots:
+                    await session._spawn()
+            except BaseException:
+                self.sessions.pop(session.id, None)
+                if uid is not None:
+                    self._free_uids.append(uid)
+                await asyncio.to_thread(shutil.rmtree, session.workdir, True)
+                raise
+        except BaseException:
+            self._open.release()
+            raise
+        return session
+
+    @contextlib.asynccontextmanager
+    async def session(self, files: Sequence[str | os.PathLike[str]] = (), *, db: str | None = None) -> AsyncIterator[Session]:
+        """``async with pool.session(files=[...]) as s:``; the session is closed on exit, even on error."""
+        s = await self.open_session(files, db=db)
+        try:
+            yield s
+        finally:
+            await asyncio.shield(s.close())
+
+    def _release(self, session: Session) -> None:
+        if self.sessions.pop(session.id, None) is not None:
+            if session.uid is not None:
+                self._free_uids.append(session.uid)
+            self._open.release()
+
+    # --- memory ----------------------------------------------------------------------------
+    async def memory_report(self) -> MemoryReport:
+        live = {s.id: s.pid for s in self.sessions.values() if s.pid is not None}
+
+        def read() -> tuple[dict[int, int], int | None]:
+            out = {sid: memory.uss_bytes(pid) or 0 for sid, pid in live.items()}
+            zpid = self.zygote_pid
+            return out, (memory.rss_bytes(zpid) if zpid else None)
+
+        per, zygote_rss = await asyncio.to_thread(read)
+        return MemoryReport(
+            sessions_uss_bytes=per,
+            total_uss_bytes=sum(per.values()),
+            zygote_rss_bytes=zygote_rss,
+            evicted_sessions=sum(1 for s in self.sessions.values() if s.evicted),
+            evictions_total=self.evictions,
+        )
+
+    async def enforce_memory_budget(self) -> int:
+        """Evict least recently used idle sessions until the total is under the budget; returns how many."""
+        if self.memory_budget_mib is None:
+            return 0
+        budget = self.memory_budget_mib << 20
+        report = await self.memory_report()
+        total = report.total_uss_bytes
+        evicted = 0
+        for s in sorted(self.sessions.values(), key=lambda s: s.last_used):
+            if total <= budget:
+                break
+            uss = report.sessions_uss_bytes.get(s.id)
+            if uss is not None and await s.evict():
+                total -= uss
+                evicted += 1
+                self.evictions += 1
+        return evicted
+
+    def _after_cell(self) -> None:
+        if self.memory_budget_mib is None or self._closed:
+            return
+        now = time.monotonic()
+        if (self._evict_task is None or self._evict_task.done()) and now - self._last_evict_check > 0.5:
+            self._last_evict_check = now
+            self._evict_task = asyncio.create_task(self.enforce_memory_budget(), name="interpreter-evict")

@@ -1,0 +1,219 @@
+"""Isolation primitives applied to a session process right after it is forked.
+
+Each function does one thing and returns a short description of what is in force (or why
+not), so :func:`isolation_report` and ``datamind-ext doctor`` print what is really applied,
+never what was hoped for. Stdlib and ctypes only: this module runs in the zygote and in probes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import socket
+import sys
+from collections.abc import Iterable
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+
+# Variables a session keeps from a scrubbed environment; everything else (API keys, tokens,
+# cloud credentials, proxies) is dropped.
+SAFE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "MPLBACKEND": "Agg",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_MAX_THREADS": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONIOENCODING": "utf-8",
+}
+
+
+def _prctl(option: int, arg: int) -> int:
+    if _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) != 0:
+        return ctypes.get_errno()
+    return 0
+
+
+def unshare_network() -> str | None:
+    """Move the calling process into a new, empty network namespace; None on success, else why not."""
+    if _libc.unshare(CLONE_NEWNET) != 0:
+        return os.strerror(ctypes.get_errno())
+    return None
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
+    """Ask the kernel to send ``sig`` when our parent dies (cleared by a uid change: call it after)."""
+    return _prctl(PR_SET_PDEATHSIG, int(sig)) == 0
+
+
+def set_child_subreaper() -> bool:
+    """Orphaned descendants are re-parented to us, so we can kill what a session left behind."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
+
+
+def set_no_new_privs() -> bool:
+    """setuid binaries (sudo, ping) cannot raise a session's privileges."""
+    return _prctl(PR_SET_NO_NEW_PRIVS, 1) == 0
+
+
+def can_switch_uid() -> bool:
+    """Root with CAP_SETUID in a user namespace that maps high uids: sessions get their own uid."""
+    return os.geteuid() == 0
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def vm_size_bytes() -> int:
+    """Current virtual address space of this process (VmSize)."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _set(which: int, soft: int, hard: int | None = None) -> None:
+    cur_soft, cur_hard = resource.getrlimit(which)
+    hard = soft if hard is None else hard
+    if cur_hard != resource.RLIM_INFINITY and os.geteuid() != 0:
+        hard = min(hard, cur_hard)
+        soft = min(soft, hard)
+    resource.setrlimit(which, (soft, hard))
+
+
+def apply_rlimits(
+    *, memory_bytes: int, max_processes: int | None, max_file_bytes: int, max_open_files: int, cpu_s: int
+) -> dict[str, str]:
+    """Set the session's resource limits; returns what was set, for the isolation report."""
+    image = vm_size_bytes()
+    _set(resource.RLIMIT_AS, image + memory_bytes)
+    _set(resource.RLIMIT_FSIZE, max_file_bytes)
+    _set(resource.RLIMIT_NOFILE, max_open_files)
+    _set(resource.RLIMIT_CORE, 0)
+    _set(resource.RLIMIT_CPU, cpu_s)
+    done = {
+        "memory": f"RLIMIT_AS = warm image {image >> 20} MiB + {memory_bytes >> 20} MiB",
+        "file_size": f"RLIMIT_FSIZE {max_file_bytes >> 20} MiB (SIGXFSZ ignored: writes fail with EFBIG)",
+        "cpu": f"RLIMIT_CPU {cpu_s} s per session, soft limit moved per cell (SIGXCPU -> exception)",
+    }
+    if max_processes is not None:
+        _set(resource.RLIMIT_NPROC, max_processes)
+        done["processes"] = f"RLIMIT_NPROC {max_processes} processes+threads on the session's own uid"
+    return done
+
+
+def scrubbed_env(workdir: str) -> dict[str, str]:
+    env = dict(SAFE_ENV)
+    env.update(HOME=workdir, TMPDIR=workdir, TEMP=workdir, TMP=workdir, SQLITE_TMPDIR=workdir, PWD=workdir)
+    return env
+
+
+def _norm(path: object) -> str | None:
+    if isinstance(path, int):
+        return None
+    try:
+        p = os.fsdecode(os.fspath(path))  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return os.path.realpath(p)
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_FS_EVENTS = {
+    "os.remove": 0, "os.rename": 0, "os.replace": 0, "os.rmdir": 0, "os.chmod": 0, "os.chown": 0,
+    "os.truncate": 0, "os.link": 1, "os.symlink": 1, "os.mkdir": 0, "os.utime": 0, "shutil.rmtree": 0,
+}
+_FS_SECOND = {"os.rename": 1, "os.replace": 1}
+_KILL_EVENTS = {"os.kill", "os.killpg"}
+_SOCKET_EVENTS = {"socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo"}
+
+
+def install_audit_hook(
+    *, workdir: str, protected: Iterable[str], pool_root: str, guard_signals: bool
+) -> None:
+    """Defence in depth at the Python level (ctypes can bypass it; the kernel-level measures cannot be).
+
+    Blocks: sockets other than AF_UNIX; writes, renames and deletes outside the working
+    directory or of the data files; reads inside the pool's tree except the own directory;
+    and, when sessions share the parent's uid, signals to processes outside the own group.
+    """
+    workdir = os.path.realpath(workdir)
+    pool_root = os.path.realpath(pool_root)
+    protected_paths = {os.path.realpath(os.path.join(workdir, p)) for p in protected}
+    own_prefix = workdir + os.sep
+    pool_prefix = pool_root + os.sep
+    own_pgid = os.getpgid(0)
+    allowed_writes = {"/dev/null"}
+    deny = PermissionError
+
+    def inside(p: str) -> bool:
+        return p == workdir or p.startswith(own_prefix)
+
+    def check_write(p: str | None, what: str) -> None:
+        if p is None or p in allowed_writes:
+            return
+        if not inside(p):
+            raise deny(f"[sandbox] {what} outside the working directory is not allowed: {p}")
+        if p in protected_paths:
+            raise deny(f"[sandbox] the data file {os.path.basename(p)} is read-only")
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open":
+            p = _norm(args[0])
+            if p is None:
+                return
+            flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+            mode = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
+            if flags & _WRITE_FLAGS or any(c in mode for c in "wax+"):
+                check_write(p, "writing")
+            elif p.startswith(pool_prefix) and not inside(p):
+                raise deny(f"[sandbox] reading another session's files is not allowed: {p}")
+            return
+        if event in _FS_EVENTS:
+            check_write(_norm(args[_FS_EVENTS[event]]), event)
+            if event in _FS_SECOND:
+                check_write(_norm(args[_FS_SECOND[event]]), event)
+            return
+        if event in _SOCKET_EVENTS:
+            if event == "socket.__new__":
+                family = args[1] if len(args) > 1 else None
+                if family in (socket.AF_UNIX, -1, None):
+                    return
+            elif event in ("socket.connect", "socket.bind", "socket.sendto"):
+                sock = args[0]
+                if getattr(sock, "family", None) == socket.AF_UNIX:
+                    return
+            raise deny("[sandbox] network access is disabled in this interpreter")
+        if guard_signals and event in _KILL_EVENTS:
+            pid = args[0]
+            if event == "os.killpg":
+                target = pid
+            elif pid == 0 or pid == os.getpid():
+                target = own_pgid
+            elif pid == -1:
+                target = -1
+            elif pid < -1:
+                target = -pid
+            else:
+                try:
+                    target = os.getpgid(pid)
+                except OSError:
+                    return
+            if target != own_pgid:
+                raise deny("[sandbox] signalling processes outside this session is not allowed")
+
+    sys.addaudithook(hook)

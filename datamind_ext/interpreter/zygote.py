@@ -1,0 +1,293 @@
+"""The warm zygote: imports the data stack once, then forks a session per request.
+
+Started by the pool as ``python -m datamind_ext.interpreter.zygote FD`` with a scrubbed
+environment, in its own process group. It never runs user code itself. It reaps its children,
+and when a session ends it kills whatever the session left behind (by process group, by the
+session's uid, and through child-subreaper adoption) before telling the pool. When the pool
+goes away (its control socket reaches EOF, even after a SIGKILL of the pool) the zygote kills
+every session and exits, so nothing outlives the pool.
+
+Control messages are JSON datagrams over a SOCK_SEQPACKET socket; a spawn request carries the
+session's end of a socketpair as SCM_RIGHTS.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from datamind_ext.interpreter import sandbox
+
+DEFAULT_PRELOAD: tuple[str, ...] = (
+    "numpy",
+    "pandas",
+    "scipy.stats",
+    "scipy.optimize",
+    "sklearn.linear_model",
+    "sklearn.preprocessing",
+    "sklearn.model_selection",
+    "sklearn.metrics",
+    "sklearn.cluster",
+    "sklearn.ensemble",
+    "sklearn.tree",
+    "matplotlib",
+    "matplotlib.pyplot",
+    "openpyxl",
+    "sqlite3",
+    "pyarrow.parquet",
+    "json",
+    "csv",
+    "datamind_ext.interpreter.cell_runner",
+    "datamind_ext.interpreter.sqltools",
+)
+MAX_DATAGRAM = 1 << 20
+
+
+def _preload(modules: list[str]) -> dict[str, str]:
+    import importlib
+
+    failed = {}
+    for name in modules:
+        if name == "matplotlib":
+            try:
+                import matplotlib
+
+                matplotlib.use("Agg")
+            except Exception as exc:  # noqa: BLE001
+                failed[name] = str(exc)
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - an optional library missing is reported, not fatal
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    _warm_up()
+    return failed
+
+
+def _warm_up() -> None:
+    """Touch the lazily imported paths analysts hit, so sessions inherit them instead of paying."""
+    try:
+        import pandas as pd
+
+        df = pd.read_csv(io.StringIO("a,b,c\n1,x,2.5\n2,y,3.5\n3,x,\n"))
+        df.describe(include="all").to_string()
+        df.groupby("b").agg({"a": ["mean", "sum"], "c": "max"}).reset_index().to_string()
+        df.sort_values("a").head(2).to_string()
+        df["b"].value_counts().to_string()
+        df.isna().sum().to_string()
+        df.to_csv(io.StringIO(), index=False)
+        df.merge(df, on="a").pivot_table(index="b_x", values="a", aggfunc="mean")
+        pd.to_datetime(pd.Series(["2024-01-01", "2024-02-01"])).dt.month.tolist()
+        df.corr(numeric_only=True).round(2).to_string()
+        pd.read_json(io.StringIO('[{"a": 1}]'))
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure()
+        plt.plot([1, 2], [3, 4])
+        fig.savefig(io.BytesIO(), format="png")
+        plt.close(fig)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+class Zygote:
+    def __init__(self, ctrl: socket.socket, isolate_network: bool) -> None:
+        self.ctrl = ctrl
+        self.sessions: dict[int, dict[str, Any]] = {}
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.isolate_network = isolate_network
+
+    def send(self, obj: dict[str, Any]) -> None:
+        self.ctrl.send(json.dumps(obj).encode())
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self, preload: list[str]) -> None:
+        facts: dict[str, str] = {}
+        if self.isolate_network:
+            why = sandbox.unshare_network()
+            facts["network"] = (
+                "network namespace with no interface up; non-Unix sockets also blocked by audit hook"
+                if why is None
+                else f"sockets blocked by audit hook only (no network namespace: unshare failed: {why})"
+            )
+        else:
+            facts["network"] = "sockets blocked by audit hook only (network namespace disabled by configuration)"
+        facts["cleanup"] = "zygote is child subreaper" if sandbox.set_child_subreaper() else "process groups only"
+        t0 = time.perf_counter()
+        failed = _preload(preload)
+        gc.collect()
+        gc.freeze()  # keep the warm heap out of the collector so forks share its pages
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.set_wakeup_fd(self.wake_w)
+        self.send(
+            {
+                "event": "ready",
+                "pid": os.getpid(),
+                "isolation": facts,
+                "preload_failed": failed,
+                "preload_s": round(time.perf_counter() - t0, 3),
+                "uid_mode": sandbox.can_switch_uid(),
+            }
+        )
+
+    def _on_term(self, *_: Any) -> None:
+        raise SystemExit(0)
+
+    def serve(self) -> None:
+        try:
+            while True:
+                ready, _, _ = select.select([self.ctrl, self.wake_r], [], [])
+                if self.wake_r in ready:
+                    try:
+                        while os.read(self.wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    self.reap()
+                if self.ctrl in ready:
+                    msg, fds, _, _ = socket.recv_fds(self.ctrl, MAX_DATAGRAM, 4)
+                    if not msg:
+                        return  # the pool is gone
+                    self.handle(json.loads(msg), fds)
+                    self.reap()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        for pid in list(self.sessions):
+            self._kill(pid)
+        deadline = time.monotonic() + 5
+        while self.sessions and time.monotonic() < deadline:
+            self.reap(notify=False)
+            time.sleep(0.01)
+
+    # --- requests --------------------------------------------------------------------------
+    def handle(self, msg: dict[str, Any], fds: list[int]) -> None:
+        op = msg.get("op")
+        if op == "spawn":
+            self.spawn(msg, fds[0])
+        elif op == "signal":
+            if msg["pid"] in self.sessions:
+                try:
+                    os.kill(msg["pid"], msg["sig"])
+                except ProcessLookupError:
+                    pass
+        elif op == "kill":
+            if msg["pid"] in self.sessions:
+                self._kill(msg["pid"])
+        elif op == "shutdown":
+            raise SystemExit(0)
+        for fd in fds:
+            if op != "spawn":
+                os.close(fd)
+
+    def spawn(self, msg: dict[str, Any], fd: int) -> None:
+        spec = msg["spec"]
+        zygote_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self.ctrl.close()
+                os.close(self.wake_r)
+                os.close(self.wake_w)
+                from datamind_ext.interpreter.cell_runner import session_main
+
+                session_main(socket.socket(fileno=fd), spec, zygote_pid)
+            finally:
+                os._exit(73)
+        os.close(fd)
+        self.sessions[pid] = spec
+        self.send({"id": msg["id"], "pid": pid})
+
+    def _kill(self, pid: int) -> None:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    # --- reaping ---------------------------------------------------------------------------
+    def reap(self, notify: bool = True) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            spec = self.sessions.pop(pid, None)
+            if spec is None:
+                continue  # an adopted orphan or a sweeper
+            self.sweep(pid, spec)
+            if notify:
+                if os.WIFSIGNALED(status):
+                    info = {"signal": os.WTERMSIG(status)}
+                else:
+                    info = {"code": os.waitstatus_to_exitcode(status)}
+                try:
+                    self.send({"event": "exit", "pid": pid, **info})
+                except OSError:
+                    pass
+
+    def sweep(self, pid: int, spec: dict[str, Any]) -> None:
+        """Kill everything a dead session left behind."""
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        uid = spec.get("uid")
+        if uid is not None:
+            helper = os.fork()
+            if helper == 0:
+                try:
+                    os.setresuid(uid, uid, uid)
+                    os.kill(-1, signal.SIGKILL)  # atomic against forks: every process of that uid
+                except BaseException:  # noqa: BLE001
+                    pass
+                os._exit(0)
+            os.waitpid(helper, 0)
+        # Orphans re-parented to us (a session that escaped its group without its own uid).
+        for child in self._children():
+            if child not in self.sessions:
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except OSError:
+                    pass
+
+    def _children(self) -> list[int]:
+        out: list[int] = []
+        try:
+            for tid in os.listdir("/proc/self/task"):
+                with open(f"/proc/self/task/{tid}/children", encoding="ascii") as f:
+                    out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+        return out
+
+
+def main(argv: list[str]) -> int:
+    fd = int(argv[0])
+    config = json.loads(argv[1]) if len(argv) > 1 else {}
+    ctrl = socket.socket(fileno=fd)
+    ctrl.set_inheritable(False)
+    zygote = Zygote(ctrl, isolate_network=config.get("isolate_network", True))
+    zygote.start(list(config.get("preload", DEFAULT_PRELOAD)))
+    zygote.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
