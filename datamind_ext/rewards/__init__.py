@@ -17,16 +17,43 @@ Stable API (other packages build on these; signatures only grow keyword argument
     SQL result tables: row order ignored, each gold column must equal some predicted column.
     ``compare_rows`` does the same on in-memory rows; ``run_sql_rows`` runs gold SQL read-only.
 
+``score_format(response, *, require_code=True) -> FormatResult(ok, violations, answer, n_code)``
+    The format check on the one protocol parser.
+``score_sample(data_source, solution_str, ground_truth, extra_info, *, config, tokenizer, judge)``
+    (and ``score_sample_async``) one trajectory end to end: route by task kind, format, match or
+    judge, composite reward -> ``RewardResult(values, reason, kind)``; ``values`` always has the
+    keys ``RESULT_KEYS``. ``ScoringConfig(reward=RewardConfig(...), judge=JudgeConfig(...))``.
+``JudgeClient(JudgeConfig)``: ``await judge(question, reference, answer) -> Verdict``.
+
 ``MatchResult(correct: bool, reason: str)`` is truthy when correct; ``reason`` names the rule.
 Every function here is total: any input (empty, huge, binary, NaN) gives a result, never raises.
 """
 
+from datamind_ext.rewards.composite import RESULT_KEYS, LengthPenaltyConfig, RewardConfig, length_factor
 from datamind_ext.rewards.dabench import match_dabench, parse_sub_answers, sub_answer_correctness
 from datamind_ext.rewards.match import MatchResult, choice_index, match_answer, match_choice, numbers_match
+from datamind_ext.rewards.format_score import FormatResult, score_format
+from datamind_ext.rewards.judge import JudgeClient, JudgeConfig, JudgeUnavailableError, Verdict
+from datamind_ext.rewards.scoring import RewardResult, ScoringConfig, resolve_kind, score_sample, score_sample_async
 from datamind_ext.rewards.tables import compare_rows, compare_tables, read_csv_rows, run_sql_rows
 
 __all__ = [
+    "RESULT_KEYS",
+    "FormatResult",
+    "JudgeClient",
+    "JudgeConfig",
+    "JudgeUnavailableError",
+    "LengthPenaltyConfig",
     "MatchResult",
+    "RewardConfig",
+    "RewardResult",
+    "ScoringConfig",
+    "Verdict",
+    "length_factor",
+    "resolve_kind",
+    "score_format",
+    "score_sample",
+    "score_sample_async",
     "choice_index",
     "compare_rows",
     "compare_tables",
