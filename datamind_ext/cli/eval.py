@@ -1,0 +1,46 @@
+"""``datamind-ext eval``: score a benchmark, from responses produced elsewhere or by running the agent.
+
+    datamind-ext eval BENCH --data DIR --responses FILE --out DIR
+    datamind-ext eval BENCH --data DIR --model NAME --base-url URL [--k 3] --out DIR
+    datamind-ext eval report --runs OUT_DIR [OUT_DIR ...] --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+
+BENCH_NAMES = ("dabench", "tablebench", "bird", "qrdata", "discoverybench")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate on DABench, TableBench, BIRD, QRData or DiscoveryBench",
+        description="Score responses (--responses) or run the agent against an OpenAI-compatible server "
+        "(--model/--base-url). Rerunning with the same --out continues where it stopped. "
+        "'eval report --runs DIR...' combines finished runs into one table and plot.",
+    )
+    p.add_argument("bench", choices=[*BENCH_NAMES, "report"], help="benchmark, or 'report' to combine runs")
+    p.add_argument("--data", help="folder holding the benchmark's official files (see eval/BENCH/README.md)")
+    p.add_argument("--out", required=True, help="output folder (results.jsonl, summary.md/json, plot)")
+    p.add_argument("--responses", help="JSONL/JSON file of responses to score (id, response|messages, run, sql)")
+    p.add_argument("--model", help="model name served at --base-url")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var with the server's API key, if any")
+    p.add_argument("--config", help="YAML run settings (default: eval/BENCH/config.yaml values built in)")
+    p.add_argument("--k", type=int, help="runs per question (default from config: 3)")
+    p.add_argument("--concurrency", type=int, help="episodes in flight at once")
+    p.add_argument("--limit", type=int, help="only the first N questions (smoke runs)")
+    p.add_argument("--judge-model", help="LLM judge model (DiscoveryBench needs one; others use it for 'paper')")
+    p.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge")
+    p.add_argument("--runs", nargs="+", help="with 'report': output folders of finished runs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from datamind_ext.evaluation.cli_run import run_eval_command, run_report_command
+
+    if args.bench == "report":
+        return run_report_command(args)
+    return run_eval_command(args)

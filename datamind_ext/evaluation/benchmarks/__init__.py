@@ -1,0 +1,5 @@
+"""The built-in benchmarks; importing this package registers them in ``BENCHMARKS``."""
+
+from datamind_ext.evaluation.benchmarks import bird, dabench, discoverybench, qrdata, tablebench
+
+__all__ = ["bird", "dabench", "discoverybench", "qrdata", "tablebench"]

@@ -1,0 +1,181 @@
+"""BIRD (dev): text-to-SQL over sqlite databases, scored by execution.
+
+Official layout (the ``dev.zip`` from the BIRD website, or bird-bench/mini_dev)::
+
+    dev.json                 [{"question_id", "db_id", "question", "evidence", "SQL", "difficulty"}, ...]
+    dev_databases/<db_id>/<db_id>.sqlite
+
+(``mini_dev_sqlite.json`` with the same fields is accepted too.) Gold result tables are not
+distributed: they are computed here by running each gold SQL on its database, read-only and
+with a time limit, and cached under the output folder.
+
+A prediction is a result table: the CSV the agent saved (its answer names it), a CSV path in a
+responses file, or SQL (from a responses file, or the last ``execute_sql`` / sql fence of a
+transcript), which is executed the same way. Scorers: the paper's protocol (the predicted
+CSV's columns must cover the gold columns, order ignored, numbers within 1e-2), and BIRD's
+official execution accuracy (the sets of result rows are equal; needs the predicted SQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from datamind_ext.errors import UserError
+from datamind_ext.evaluation.answers import final_answer
+from datamind_ext.evaluation.benchmark import BENCHMARKS, Benchmark, ScoringContext
+from datamind_ext.evaluation.files import check_files_exist, find_file, read_json, require_keys
+from datamind_ext.evaluation.items import EvalItem, Response, Score
+from datamind_ext.evaluation.sqlite_exec import SQLError, run_query, write_csv
+from datamind_ext.protocol import parse_response
+
+_EXECUTE_SQL = re.compile(r"execute_sql\(\s*(?:sql\s*=\s*)?(?P<q>\"\"\"|'''|\"|')(?P<sql>.*?)(?P=q)", re.DOTALL)
+_SQL_FENCE = re.compile(r"```sql\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+_CSV_NAME = re.compile(r"[\"'`]?([\w./-]+\.csv)[\"'`]?", re.IGNORECASE)
+
+PAPER_LABEL = "bird-paper (result CSV: gold columns matched, order ignored, abs_tol 1e-2)"
+OFFICIAL_LABEL = "bird-official-ex (set of result rows equal)"
+
+
+def extract_sql(response: Response) -> str | None:
+    """The query a response ends on: its ``sql`` field, else the last one in its transcript."""
+    if response.sql:
+        return response.sql
+    texts = [m.get("content", "") for m in response.trajectory or [] if m.get("role") == "assistant"]
+    texts = texts or [response.text or ""]
+    found: list[str] = []
+    for text in texts:
+        cells = parse_response(text).code_cells or [text]
+        for cell in cells:
+            found += [m.group("sql") for m in _EXECUTE_SQL.finditer(cell)]
+            found += _SQL_FENCE.findall(cell)
+    if found:
+        return found[-1].strip()
+    answer = final_answer(response)
+    if answer and re.match(r"\s*(select|with)\b", answer, re.IGNORECASE):
+        return answer.strip()
+    return None
+
+
+def answer_csv_name(answer: str | None) -> str | None:
+    """The CSV file an answer names ("... saved in the CSV file named 'result.csv'")."""
+    if not answer:
+        return None
+    names = _CSV_NAME.findall(answer)
+    return names[-1] if names else None
+
+
+@BENCHMARKS.register("bird")
+class Bird(Benchmark):
+    name = "bird"
+    title = "BIRD (dev)"
+    scorers = ("paper", "official")
+
+    def load(self, data_dir: Path, *, need_files: bool = True) -> list[EvalItem]:
+        path = find_file(
+            data_dir,
+            ["dev.json", "dev_20240627/dev.json", "mini_dev_sqlite.json", "llm/data/mini_dev_sqlite.json"],
+            "BIRD questions (dev.json)",
+        )
+        rows = read_json(path)
+        if not isinstance(rows, list):
+            raise UserError(f"{path}: expected a JSON list of questions, got {type(rows).__name__}")
+        db_root = next(
+            (d for d in (path.parent / "dev_databases", data_dir / "dev_databases") if d.is_dir()),
+            path.parent / "dev_databases",
+        )
+        items: list[EvalItem] = []
+        for i, row in enumerate(rows):
+            where = f"{path}: question {i}"
+            require_keys(row, ["db_id", "question", "SQL"], where)
+            qid = str(row.get("question_id", i))
+            evidence = str(row.get("evidence") or "").strip()
+            question = str(row["question"]).strip()
+            if evidence:
+                question += f"\n\nExternal knowledge: {evidence}"
+            question += (
+                "\n\nAnswer with one SQL query executed on the database; save its result with"
+                " execute_sql(sql=..., output_path='result.csv') and name that CSV file in your answer."
+            )
+            db = db_root / str(row["db_id"]) / f"{row['db_id']}.sqlite"
+            items.append(
+                EvalItem(
+                    benchmark=self.name,
+                    item_id=qid,
+                    question=question,
+                    gold={"sql": str(row["SQL"]), "db_id": str(row["db_id"])},
+                    categories={"difficulty": str(row.get("difficulty") or "unknown"), "db_id": str(row["db_id"])},
+                    database=str(db),
+                )
+            )
+        # Gold tables come from executing the gold SQL, so the databases are always needed.
+        check_files_exist(sorted({Path(it.database) for it in items if it.database}), f"{db_root} (BIRD databases)")
+        return items
+
+    def __init__(self) -> None:
+        self._gold_rows: dict[str, list[tuple]] = {}
+
+    def gold(self, item: EvalItem, ctx: ScoringContext) -> tuple[Path, list[tuple]]:
+        """The gold result table (CSV path and rows), computed by executing the gold SQL once.
+
+        The CSV is cached in the output folder (a rerun reuses it); the typed rows, needed for
+        the official row-set comparison, are kept in memory for the k runs of one item.
+        """
+        path = ctx.work_dir / "bird_gold" / f"{_safe(item.item_id)}.csv"
+        rows = self._gold_rows.get(item.item_id)
+        if rows is None:
+            try:
+                columns, rows = run_query(item.database or "", item.gold["sql"], timeout_s=ctx.sql_timeout_s)
+            except SQLError as err:
+                raise UserError(f"BIRD question {item.item_id}: the gold SQL failed on {item.database}: {err}") from None
+            self._gold_rows[item.item_id] = rows
+            if not path.is_file():
+                write_csv(path, columns, rows)
+        return path, rows
+
+    async def score(self, item: EvalItem, response: Response, ctx: ScoringContext) -> dict[str, Score]:
+        return await asyncio.to_thread(self._score_sync, item, response, ctx)
+
+    def _score_sync(self, item: EvalItem, response: Response, ctx: ScoringContext) -> dict[str, Score]:
+        from datamind_ext.rewards import compare_tables
+
+        gold_path, gold_rows = self.gold(item, ctx)
+        sql = extract_sql(response)
+        pred_rows: list[tuple] | None = None
+        sql_error: str | None = None
+        pred_csv: Path | None = Path(response.result_csv) if response.result_csv else None
+        if sql is not None:
+            try:
+                columns, pred_rows = run_query(item.database or "", sql, timeout_s=ctx.sql_timeout_s)
+                if pred_csv is None or not pred_csv.is_file():
+                    pred_csv = write_csv(
+                        ctx.work_dir / "bird_pred" / f"{_safe(item.item_id)}.run{response.run}.csv", columns, pred_rows
+                    )
+            except SQLError as err:
+                sql_error = str(err)
+        if pred_csv is not None and pred_csv.is_file():
+            match = compare_tables(str(pred_csv), str(gold_path), abs_tol=1e-2)
+            paper = Score(
+                correct=bool(match.correct), value=float(bool(match.correct)), scorer=PAPER_LABEL,
+                reason=str(match.reason), detail={"pred_csv": str(pred_csv), "gold_csv": str(gold_path)},
+            )
+        else:
+            why = sql_error or ("result CSV not found: " + str(pred_csv) if pred_csv else "no result table or SQL")
+            paper = Score(correct=False, value=0.0, scorer=PAPER_LABEL, reason=why)
+        if pred_rows is not None:
+            same = set(pred_rows) == set(gold_rows)
+            official = Score(
+                correct=same, value=float(same), scorer=OFFICIAL_LABEL,
+                reason="row sets equal" if same else "row sets differ", detail={"sql": sql},
+            )
+        else:
+            official = Score(
+                correct=False, value=0.0, scorer=OFFICIAL_LABEL,
+                reason=sql_error or "no SQL to execute", detail={"sql": sql},
+            )
+        return {"paper": paper, "official": official}
+
+
+def _safe(item_id: str) -> str:
+    return re.sub(r"[^\w.-]", "_", item_id)

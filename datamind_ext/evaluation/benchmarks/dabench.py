@@ -1,0 +1,125 @@
+"""InfiAgent-DABench (dev): closed-form ``@name[value]`` answers over CSV tables.
+
+Official layout (InfiAgent/InfiAgent, ``examples/DA-Agent/data/``)::
+
+    da-dev-questions.jsonl   {"id", "question", "concepts", "constraints", "format", "file_name", "level"}
+    da-dev-labels.jsonl      {"id", "common_answers": [[name, value], ...]}
+    da-dev-tables/<file_name>
+
+Scored two ways, side by side: the official rule (``eval_closed_form.py``: every sub-answer
+must match, exact string or numbers within 1e-6) and the DataMind paper's protocol (LLM judge,
+or 3 % relative tolerance per sub-answer without one). The fraction of sub-answers right is
+recorded too, as the official script's "accuracy by sub-question".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datamind_ext.errors import UserError
+from datamind_ext.evaluation.answers import final_answer
+from datamind_ext.evaluation.benchmark import BENCHMARKS, Benchmark, ScoringContext
+from datamind_ext.evaluation.files import check_files_exist, find_dir, find_file, read_jsonl, require_keys
+from datamind_ext.evaluation.items import EvalItem, Response, Score
+from datamind_ext.evaluation.paper_protocol import judge_or_rule
+
+_DATA_DIRS = ("", "data/", "examples/DA-Agent/data/")
+
+
+def gold_text(common_answers: list[list[str]]) -> str:
+    """The labels in the answer format the questions ask for: ``@name[value] @name2[value2]``."""
+    return " ".join(f"@{name}[{value}]" for name, value in common_answers)
+
+
+@BENCHMARKS.register("dabench")
+class DABench(Benchmark):
+    name = "dabench"
+    title = "InfiAgent-DABench (dev)"
+    scorers = ("paper", "official")
+
+    def load(self, data_dir: Path, *, need_files: bool = True) -> list[EvalItem]:
+        questions_path = find_file(data_dir, [f"{d}da-dev-questions.jsonl" for d in _DATA_DIRS], "DABench questions")
+        labels_path = find_file(
+            questions_path.parent, ["da-dev-labels.jsonl"], "DABench labels (da-dev-labels.jsonl)"
+        )
+        labels: dict[str, list[list[str]]] = {}
+        for lineno, row in read_jsonl(labels_path):
+            where = f"{labels_path}:{lineno}"
+            require_keys(row, ["id", "common_answers"], where)
+            answers = row["common_answers"]
+            if not isinstance(answers, list) or not answers or not all(
+                isinstance(a, list) and len(a) == 2 for a in answers
+            ):
+                raise UserError(f"{where}: 'common_answers' must be a non-empty list of [name, value] pairs")
+            labels[str(row["id"])] = [[str(n), str(v)] for n, v in answers]
+
+        tables_dir = questions_path.parent / "da-dev-tables"
+        items: list[EvalItem] = []
+        for lineno, row in read_jsonl(questions_path):
+            where = f"{questions_path}:{lineno}"
+            require_keys(row, ["id", "question", "format", "file_name"], where)
+            qid = str(row["id"])
+            if qid not in labels:
+                raise UserError(f"{labels_path}: no label for question id {qid} (asked at {where})")
+            question = str(row["question"]).strip()
+            if row.get("constraints"):
+                question += f"\n\nConstraints: {str(row['constraints']).strip()}"
+            question += (
+                f"\n\nAnswer format: {str(row['format']).strip()}\n\nThe data file is {row['file_name']}."
+                " Put the final answer in exactly this @name[value] format."
+            )
+            items.append(
+                EvalItem(
+                    benchmark=self.name,
+                    item_id=qid,
+                    question=question,
+                    gold=labels[qid],
+                    categories={
+                        "level": str(row.get("level") or "unknown"),
+                        "concept": str((row.get("concepts") or ["unknown"])[0]),
+                    },
+                    files=[str(tables_dir / str(row["file_name"]))],
+                )
+            )
+        if need_files:
+            if not tables_dir.is_dir():
+                find_dir(questions_path.parent, ["da-dev-tables"], "DABench tables folder")
+            check_files_exist(sorted({Path(f) for it in items for f in it.files}), str(tables_dir))
+        return items
+
+    async def score(self, item: EvalItem, response: Response, ctx: ScoringContext) -> dict[str, Score]:
+        from datamind_ext.rewards import match_dabench, sub_answer_correctness
+
+        answer = final_answer(response)
+        pairs: list[list[str]] = item.gold
+        verdicts: dict[bool, tuple[bool, str, dict]] = {}
+        for official in (True, False):
+            if answer is None:
+                verdicts[official] = (False, "no answer", {"sub_answers": {}, "sub_fraction": 0.0})
+                continue
+            match = match_dabench(answer, pairs, official=official)
+            per_sub = sub_answer_correctness(answer, pairs, official=official)
+            if match.correct:  # a bare single answer passes the lenient rule without @name[...]
+                per_sub = {name: True for name in per_sub}
+            detail = {"sub_answers": per_sub, "sub_fraction": sum(per_sub.values()) / max(len(per_sub), 1)}
+            verdicts[official] = (bool(match.correct), match.reason, detail)
+        correct, reason, detail = verdicts[True]
+        official_score = Score(
+            correct=correct,
+            value=float(correct),
+            scorer="dabench-official (every @name[value] exact or |d|<1e-6)",
+            reason=reason,
+            detail=detail,
+        )
+        correct, reason, detail = verdicts[False]
+        paper = await judge_or_rule(
+            item,
+            answer,
+            reference=gold_text(pairs),
+            rule_correct=correct,
+            rule_reason=reason,
+            rule_label="every @name[value] within 3% (numbers) or equal (text)",
+            ctx=ctx,
+            detail=detail,
+        )
+        return {"paper": paper, "official": official_score}

@@ -1,0 +1,141 @@
+"""What ``datamind-ext eval`` does once its arguments are parsed (kept out of the CLI module so
+``datamind-ext --help`` imports nothing heavy)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from datamind_ext.config import load_config
+from datamind_ext.errors import UserError
+from datamind_ext.evaluation.benchmark import ScoringContext, get_benchmark
+from datamind_ext.evaluation.config import EvalConfig
+from datamind_ext.evaluation.plots import plot_benchmarks
+from datamind_ext.evaluation.responses import read_responses
+from datamind_ext.evaluation.runner import run_benchmark
+
+
+def _config(args: argparse.Namespace) -> EvalConfig:
+    cfg = load_config(EvalConfig, args.config) if args.config else EvalConfig()
+    if cfg.benchmark is not None and cfg.benchmark != args.bench:
+        raise UserError(f"{args.config}: is for benchmark {cfg.benchmark!r}, not {args.bench!r}")
+    if args.k is not None:
+        if args.k < 1:
+            raise UserError("--k must be at least 1")
+        cfg.k = args.k
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise UserError("--concurrency must be at least 1")
+        cfg.concurrency = args.concurrency
+    if args.judge_model:
+        cfg.judge.model = args.judge_model
+    if args.judge_base_url:
+        cfg.judge.base_url = args.judge_base_url
+    return cfg
+
+
+def run_eval_command(args: argparse.Namespace) -> int:
+    if not args.data:
+        raise UserError("--data DIR is required: the folder holding the benchmark's official files")
+    agent_mode = bool(args.model or args.base_url)
+    if agent_mode == bool(args.responses):
+        raise UserError("give either --responses FILE (score answers) or --model NAME --base-url URL (run the agent)")
+    if agent_mode and not (args.model and args.base_url):
+        raise UserError("running the agent needs both --model and --base-url")
+    cfg = _config(args)
+    bench = get_benchmark(args.bench)
+    items = bench.load(Path(args.data).expanduser().resolve(), need_files=agent_mode)
+    if args.limit is not None:
+        items = items[: max(args.limit, 0)]
+    out_dir = Path(args.out).expanduser().resolve()
+
+    from datamind_ext.evaluation.judge import make_judge
+
+    judge = make_judge(cfg.judge, cache_dir=out_dir / "work" / "judge_cache")
+    if bench.requires_judge and judge is None:
+        raise UserError(f"{bench.name} is scored only by an LLM judge: pass --judge-model and --judge-base-url")
+    ctx = ScoringContext(work_dir=out_dir / "work", judge=judge, sql_timeout_s=cfg.sql_timeout_s)
+    run_info: dict[str, Any] = {
+        "mode": "agent" if agent_mode else "responses",
+        "data": str(Path(args.data).resolve()),
+        "judge": cfg.judge.model,
+    }
+    notes = list(getattr(bench, "notes", []))
+    if agent_mode:
+        from datamind_ext.evaluation.agent_run import AgentGenerator
+
+        run_info.update(model=args.model, base_url=args.base_url, sampling=cfg.sampling.model_dump(),
+                        budgets=cfg.budgets.model_dump())
+        gen = AgentGenerator(
+            base_url=args.base_url, model=args.model, budgets=cfg.budgets, sampling=cfg.sampling.model_dump(),
+            files_dir=out_dir / "work" / "inline_files", api_key=os.environ.get(args.api_key_env) or None,
+            request_timeout_s=cfg.request_timeout_s,
+        )
+
+        async def go() -> dict[str, Any]:
+            try:
+                return await run_benchmark(bench, items, out_dir, ctx, k=cfg.k, generate=gen,
+                                           concurrency=cfg.concurrency, progress=not args.no_progress,
+                                           notes=notes, run_info=run_info)
+            finally:
+                await gen.aclose()
+
+        summary = asyncio.run(go())
+    else:
+        responses = read_responses(Path(args.responses).expanduser().resolve(), {it.item_id for it in items})
+        run_info["responses"] = str(Path(args.responses).resolve())
+        summary = asyncio.run(
+            run_benchmark(bench, items, out_dir, ctx, k=1, responses=responses, concurrency=cfg.concurrency,
+                          progress=not args.no_progress, notes=notes, run_info=run_info)
+        )
+    _print_headline(summary, out_dir)
+    return 0
+
+
+def _print_headline(summary: dict[str, Any], out_dir: Path) -> None:
+    k = summary["k"]
+    for name, m in summary["overall"].items():
+        if name in summary["graded_scorers"]:
+            print(f"{summary['benchmark']} {name}: mean {m['mean_value'] or 0:.4f}")
+        else:
+            p1 = "—" if m["pass@1"] is None else f"{100 * m['pass@1']:.2f}"
+            pk = "—" if m["pass@k"] is None else f"{100 * m['pass@k']:.2f}"
+            print(f"{summary['benchmark']} {name}: pass@1 {p1}  pass@{k} {pk}  ({m['scored']} scored)")
+    if summary["errors"]:
+        print(f"{summary['errors']} unit(s) failed (first: {summary['first_error']}); rerun the same command to retry")
+    print(f"results in {out_dir}")
+
+
+def run_report_command(args: argparse.Namespace) -> int:
+    """Combine finished runs: one Markdown table and one plot of pass@1/pass@k per benchmark."""
+    if not args.runs:
+        raise UserError("'eval report' needs --runs OUT_DIR [OUT_DIR ...]")
+    summaries = []
+    for d in args.runs:
+        path = Path(d) / "summary.json"
+        if not path.is_file():
+            raise UserError(f"{path}: not found (is {d} the --out folder of a finished eval run?)")
+        try:
+            summaries.append(json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: not valid JSON: {err.msg}") from None
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["| benchmark | scorer | pass@1 | pass@k | k | items |", "|---|---|---|---|---|---|"]
+    for s in summaries:
+        m = s["overall"][s["primary_scorer"]]
+        p1 = "—" if m["pass@1"] is None else f"{100 * m['pass@1']:.2f}"
+        pk = "—" if m["pass@k"] is None else f"{100 * m['pass@k']:.2f}"
+        lines.append(f"| {s['benchmark']} | {s['primary_scorer']} | {p1} | {pk} | {s['k']} | {m['items']} |")
+    scored = [s["overall"][s["primary_scorer"]]["pass@1"] for s in summaries]
+    if scored and all(x is not None for x in scored):
+        lines.append(f"| **average** | | {100 * sum(scored) / len(scored):.2f} | | | |")
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    plot_benchmarks(summaries, out_dir / "benchmarks_pass_at_1.png")
+    print("\n".join(lines))
+    print(f"report in {out_dir}")
+    return 0

@@ -1,0 +1,40 @@
+"""Settings of one evaluation run, from ``eval/<bench>/config.yaml`` and command-line flags.
+
+Defaults are the DataMind paper's evaluation protocol: 3 runs, temperature 0.7, top-p 0.95,
+up to 10 turns, observations cut to 2,048 characters. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from datamind_ext.agent.config import AgentBudgets
+from datamind_ext.config import StrictModel
+
+
+class SamplingConfig(StrictModel):
+    """Sent with every chat completion request."""
+
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+
+
+class JudgeConfig(StrictModel):
+    """The LLM judge (DiscoveryBench always; DABench/TableBench/QRData 'paper' scorer when set)."""
+
+    model: str | None = Field(None, description="judge model name; unset = rule-based scoring")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint of the judge, e.g. http://host:8001/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the judge's API key")
+
+
+class EvalConfig(StrictModel):
+    """One benchmark run."""
+
+    benchmark: str | None = Field(None, description="the benchmark this config is for (checked against BENCH)")
+    k: int = Field(3, ge=1, description="independent runs per question (pass@1 = mean over runs)")
+    concurrency: int = Field(8, ge=1, description="episodes (or scorings) in flight at once")
+    sql_timeout_s: float = Field(60.0, gt=0, description="time limit of one SQL query when scoring BIRD")
+    request_timeout_s: float = Field(600.0, gt=0, description="time limit of one chat completion request")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    budgets: AgentBudgets = Field(default_factory=AgentBudgets)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)

@@ -1,0 +1,167 @@
+"""Running a benchmark: answers (from the agent or a file) -> scores -> results, resumably.
+
+Every (item, run) pair is one unit of work. Units run concurrently under a bound; each writes
+its response (agent runs) and then its result as one JSONL line the moment it finishes, so a
+killed run loses at most the units in flight and a rerun with the same ``--out`` continues
+where it stopped. Units whose result recorded an error (agent or scorer failure) are redone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from datamind_ext.errors import UserError
+from datamind_ext.evaluation.answers import final_answer
+from datamind_ext.evaluation.benchmark import Benchmark, ScoringContext
+from datamind_ext.evaluation.items import EvalItem, ItemResult, Response
+from datamind_ext.evaluation.plots import plot_benchmark
+from datamind_ext.evaluation.report import summarize, write_summary
+from datamind_ext.evaluation.responses import dump_response, response_from_record
+
+Generate = Callable[[EvalItem, int], Awaitable[Response]]
+RESULTS_FILE = "results.jsonl"
+RESPONSES_FILE = "responses.jsonl"
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """Objects of a JSONL file we wrote; a torn last line (killed mid-write) is dropped."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            rows.append(obj)
+    return rows
+
+
+def load_results(out_dir: Path) -> dict[tuple[str, int], ItemResult]:
+    """Results already in ``out_dir``, the last line per (item, run) winning."""
+    out: dict[tuple[str, int], ItemResult] = {}
+    for obj in _read_lines(out_dir / RESULTS_FILE):
+        try:
+            r = ItemResult.model_validate(obj)
+        except ValueError:
+            continue
+        out[(r.item_id, r.run)] = r
+    return out
+
+
+def _rewrite(path: Path, lines: list[str]) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    tmp.replace(path)
+
+
+async def run_benchmark(
+    bench: Benchmark,
+    items: list[EvalItem],
+    out_dir: Path,
+    ctx: ScoringContext,
+    *,
+    k: int,
+    generate: Generate | None = None,
+    responses: list[Response] | None = None,
+    concurrency: int = 8,
+    progress: bool = True,
+    notes: list[str] | None = None,
+    run_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Answer (``generate``) or take (``responses``) every unit, score it, write the report.
+
+    Returns the summary dict (also written as summary.json / summary.md, and a PNG plot).
+    """
+    if (generate is None) == (responses is None):
+        raise ValueError("give exactly one of generate= and responses=")
+    if bench.requires_judge and ctx.judge is None:
+        raise UserError(f"{bench.name} is scored only by an LLM judge: pass --judge-model and --judge-base-url")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    by_id = {it.item_id: it for it in items}
+
+    # Resume: keep finished results; redo units that recorded an error.
+    done = {key: r for key, r in load_results(out_dir).items() if key[0] in by_id and r.error is None}
+    _rewrite(out_dir / RESULTS_FILE, [r.model_dump_json() for r in done.values()])
+    cached: dict[tuple[str, int], Response] = {}
+    if generate is not None:
+        for obj in _read_lines(out_dir / RESPONSES_FILE):
+            try:
+                resp = response_from_record(obj, str(out_dir / RESPONSES_FILE), out_dir)
+            except UserError:
+                continue
+            if resp.error is None:
+                cached[(resp.item_id, resp.run)] = resp
+        _rewrite(out_dir / RESPONSES_FILE, [dump_response(r) for r in cached.values()])
+        units = [(it, run, cached.get((it.item_id, run))) for it in items for run in range(k)]
+    else:
+        units = [(by_id[r.item_id], r.run, r) for r in responses or []]
+        k = max([k, *(r.run + 1 for r in responses or [])])
+    todo = [u for u in units if (u[0].item_id, u[1]) not in done]
+
+    results_f = open(out_dir / RESULTS_FILE, "a", encoding="utf-8")
+    responses_f = open(out_dir / RESPONSES_FILE, "a", encoding="utf-8") if generate is not None else None
+    sem = asyncio.Semaphore(max(1, concurrency))
+    bar = _progress(len(units), len(units) - len(todo), bench.name, progress)
+
+    async def one(item: EvalItem, run: int, resp: Response | None) -> None:
+        async with sem:
+            if resp is None:
+                assert generate is not None
+                resp = await generate(item, run)
+                if responses_f is not None:
+                    responses_f.write(dump_response(resp) + "\n")
+                    responses_f.flush()
+            error = resp.error
+            try:
+                scores = await bench.score(item, resp, ctx) if error is None else {}
+            except UserError:
+                raise
+            except Exception as err:  # noqa: BLE001 - one bad unit must not stop the run
+                scores, error = {}, f"scoring failed: {type(err).__name__}: {err}"
+            result = ItemResult(
+                benchmark=bench.name,
+                item_id=item.item_id,
+                run=run,
+                categories=item.categories,
+                answer=final_answer(resp),
+                gold=item.gold,
+                scores=scores,
+                error=error,
+                turns=resp.meta.get("turns"),
+            )
+            results_f.write(result.model_dump_json() + "\n")
+            results_f.flush()
+            bar.update(1)
+
+    try:
+        async with asyncio.TaskGroup() as tg:  # the first user error cancels the other units
+            for it, run, resp in todo:
+                tg.create_task(one(it, run, resp))
+    except* UserError as group:
+        raise group.exceptions[0] from None
+    finally:
+        results_f.close()
+        if responses_f is not None:
+            responses_f.close()
+        bar.close()
+
+    results = [r for key, r in sorted(load_results(out_dir).items()) if key[0] in by_id]
+    summary = summarize(
+        bench, results, k=k, n_items_total=len(items), notes=list(notes or []), run_info=dict(run_info or {})
+    )
+    write_summary(out_dir, summary)
+    plot_benchmark(summary, out_dir / f"{bench.name}_pass_at_1.png")
+    return summary
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="answer", disable=not enabled, dynamic_ncols=True)
