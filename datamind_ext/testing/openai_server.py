@@ -133,7 +133,9 @@ class OpenAITestServer:
     def start(self) -> OpenAITestServer:
         handler = _make_handler(self)
         self._httpd = _Server(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="openai-test-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="openai-test-server", daemon=True
+        )
         self._thread.start()
         self._timer = threading.Timer(self.max_lifetime_s, self.stop)
         self._timer.daemon = True
