@@ -1,0 +1,222 @@
+"""verl's real actor worker (TrainingWorker, FSDP2, CPU shims) updating with the combined loss.
+
+The scenarios run in one child process (``python this_file.py MODEL_DIR``), because the CPU
+shims select verl's platform for the whole process and the worker needs a process group; the
+child prints one JSON object that the tests below check. Five workers are built from the same
+tiny model and fp32 weights, each updated once on the same rows:
+
+- ``combined``: the default cosine schedule at step 1 on rollouts + a void rollout + experts;
+- ``gamma1`` vs ``stock_sft``: constant γ=1 on that batch vs verl's own ``sft_loss`` on the expert
+  rows alone (pure SFT) — same loss, same updated weights;
+- ``gamma0`` vs ``stock_dapo``: constant γ=0 on that batch vs verl's own ``ppo_loss`` (vanilla,
+  clip 0.2/0.28, dual clip 10, token-mean) on the non-void rollouts alone — same loss and weights.
+
+Independent references come from a plain transformers forward of the same model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERT_A = [
+    {"role": "system", "content": "You are a data analyst."},
+    {"role": "user", "content": "What is the mean of column a?"},
+    {"role": "assistant", "content": "<think>load it</think><code>print(df.a.mean())</code>"},
+    {"role": "user", "content": "<interpreter>2.5</interpreter>"},
+    {"role": "assistant", "content": "<answer>2.5</answer>"},
+]
+EXPERT_B = [
+    {"role": "user", "content": "How many rows?"},
+    {"role": "assistant", "content": "<answer>42</answer>"},
+]
+
+
+def _child(model_dir: str) -> dict:  # pragma: no cover - runs in the child process
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", WG_BACKEND="ray", VERL_USE_EXTERNAL_PLUGINS="none")
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    from datamind_ext.integrations.verl.cpu import activate_cpu_shims
+
+    activate_cpu_shims()
+    from functools import partial
+
+    import torch
+    from tensordict import TensorDict
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from verl.utils import tensordict_utils as tu
+    from verl.workers.config import ActorConfig, FSDPEngineConfig, FSDPOptimizerConfig, HFModelConfig
+    from verl.workers.engine_workers import TrainingWorker, TrainingWorkerConfig
+    from verl.workers.utils.losses import ppo_loss, sft_loss
+
+    from datamind_ext.integrations.verl.loss import DataMindLossConfig
+    from datamind_ext.integrations.verl.worker import expert_row, install_loss, rows_to_tensordict, training_worker_cls
+    from datamind_ext.losses import ScheduleConfig
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    mc = HFModelConfig(path=model_dir, use_remove_padding=False, override_config={"attn_implementation": "sdpa"})
+    fp32 = {"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"}
+
+    def new_worker(cls):
+        ec = FSDPEngineConfig(strategy="fsdp2", use_dynamic_bsz=False, micro_batch_size_per_gpu=1,
+                              use_torch_compile=False, mixed_precision=fp32)
+        oc = FSDPOptimizerConfig(lr=1e-2, total_training_steps=4)
+        w = cls(TrainingWorkerConfig(model_type="language_model", model_config=mc, engine_config=ec, optimizer_config=oc))
+        w.reset()
+        return w
+
+    def params(w) -> dict:
+        out = {}
+        for k, v in w.engine.module.state_dict().items():
+            v = v.full_tensor() if hasattr(v, "full_tensor") else v
+            out[k] = v.detach().clone().float()
+        return out
+
+    def run(w, td: TensorDict) -> dict:
+        n = td.shape[0]
+        tu.assign_non_tensor(td, datamind_step=1, mini_batch_size=n, epochs=1, seed=1,
+                             dataloader_kwargs={"shuffle": False}, global_batch_size=n, calculate_entropy=True,
+                             temperature=1.0)
+        metrics = w.train_mini_batch(td)["metrics"]
+        return {k: [float(x) for x in v] if isinstance(v, list) else float(v) for k, v in metrics.items()}
+
+    # rows: 3 rollouts (sampled token ids, old log-probs, group advantages), 1 void rollout, 2 experts
+    ea, eb = expert_row(tok, EXPERT_A), expert_row(tok, EXPERT_B)
+    g = torch.Generator().manual_seed(0)
+    rollouts = []
+    for i, adv in enumerate([1.0, -0.5, 0.8, 1.0]):
+        n_resp = 6 + 2 * i
+        mask = torch.ones(n_resp, dtype=torch.int64)
+        mask[3:5] = 0  # an observation span inside the response
+        rollouts.append({
+            "prompts": ea["prompts"][: 8 + i], "responses": torch.randint(5, 300, (n_resp,), generator=g),
+            "response_mask": mask, "old_log_probs": -1.0 - 4.0 * torch.rand(n_resp, generator=g),
+            "advantages": torch.full((n_resp,), adv), "is_void": int(i == 3),
+        })
+    experts = [dict(ea, is_expert=1), dict(eb, is_expert=1)]
+    mixed = rollouts + experts
+
+    # independent references from a plain transformers forward (same fp32 weights)
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32, attn_implementation="sdpa")
+
+    def token_logps(row) -> torch.Tensor:
+        ids = torch.cat([row["prompts"], row["responses"]])[None]
+        with torch.no_grad():
+            logits = hf(input_ids=ids).logits[0].float()
+        lp = torch.log_softmax(logits[:-1], -1).gather(-1, ids[0, 1:, None])[:, 0]
+        return lp[len(row["prompts"]) - 1 :]  # lp[j] = log p(response token j)
+
+    sft_num = sum(float(-(token_logps(e) * e["response_mask"]).sum()) for e in experts)
+    sft_tokens = sum(int(e["response_mask"].sum()) for e in experts)
+    shifted_num = sum(float(-(token_logps(e)[1:] * e["response_mask"][:-1]).sum()) for e in experts)
+    pg_num, rl_tokens = 0.0, 0
+    for r in rollouts[:3]:
+        ratio = torch.exp(token_logps(r) - r["old_log_probs"])
+        a = r["advantages"]
+        l1, l2 = -a * ratio, -a * ratio.clamp(0.8, 1.28)
+        tok_loss = torch.where(a < 0, torch.minimum(torch.maximum(l1, l2), -a * 10.0), torch.maximum(l1, l2))
+        pg_num += float((tok_loss * r["response_mask"]).sum())
+        rl_tokens += int(r["response_mask"].sum())
+    gamma1 = 0.05 + 0.85 * 0.5 * (1 + math.cos(math.pi / 350))
+
+    out: dict = {"ref": {"sft_loss": sft_num / sft_tokens, "sft_loss_shifted": shifted_num / sft_tokens,
+                         "pg_loss": pg_num / rl_tokens, "gamma_step1": gamma1,
+                         "sft_tokens": sft_tokens, "rl_tokens": rl_tokens}}
+    ours = training_worker_cls()
+    for name, sched in [("combined", ScheduleConfig()), ("gamma1", ScheduleConfig(name="constant", value=1.0)),
+                        ("gamma0", ScheduleConfig(name="constant", value=0.0))]:
+        w = new_worker(ours)
+        install_loss(w, DataMindLossConfig(schedule=sched))
+        out[name] = run(w, rows_to_tensordict(mixed))
+        if name != "combined":
+            torch.save(params(w), f"/tmp/_dm_{os.getpid()}_{name}.pt")
+        del w
+
+    # verl's own SFT loss on the experts alone: NO_PADDING layout, loss_mask over the full sequence
+    w = new_worker(TrainingWorker)
+    w.set_loss_fn(partial(sft_loss, ActorConfig(strategy="fsdp2", ppo_mini_batch_size=2, ppo_micro_batch_size_per_gpu=2, use_dynamic_bsz=False, rollout_n=1)))
+    td = rows_to_tensordict(experts)
+    td["loss_mask"] = torch.nested.as_nested_tensor(
+        [torch.cat([torch.zeros(len(e["prompts"]), dtype=torch.int64), e["response_mask"]]) for e in experts],
+        layout=torch.jagged)
+    out["stock_sft"] = run(w, td)
+    p_sft = params(w)
+    del w
+
+    # verl's own ppo_loss (vanilla = DAPO decoupled clip) on the non-void rollouts alone
+    w = new_worker(TrainingWorker)
+    actor_cfg = ActorConfig(strategy="fsdp2", ppo_mini_batch_size=3, ppo_micro_batch_size_per_gpu=2,
+                            clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=10.0, loss_agg_mode="token-mean",
+                            use_dynamic_bsz=False, rollout_n=1)
+    w.set_loss_fn(partial(ppo_loss, actor_cfg))
+    out["stock_dapo"] = run(w, rows_to_tensordict(rollouts[:3]))
+    p_dapo = params(w)
+
+    def max_diff(a: dict, b: dict) -> float:
+        return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+    p1 = torch.load(f"/tmp/_dm_{os.getpid()}_gamma1.pt")
+    p0 = torch.load(f"/tmp/_dm_{os.getpid()}_gamma0.pt")
+    out["param_diff_gamma1_vs_sft"] = max_diff(p1, p_sft)
+    out["param_diff_gamma0_vs_dapo"] = max_diff(p0, p_dapo)
+    out["param_diff_gamma1_vs_gamma0"] = max_diff(p1, p0)
+    for name in ("gamma1", "gamma0"):
+        os.remove(f"/tmp/_dm_{os.getpid()}_{name}.pt")
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(tiny_model_path: Path) -> dict:
+    env = dict(os.environ, MASTER_PORT=str(29600 + os.getpid() % 300), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, __file__, str(tiny_model_path)], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _one(v):
+    return v[0] if isinstance(v, list) else v
+
+
+def test_combined_update_logs_expected_gamma_sft_and_pg(results: dict) -> None:
+    m, ref = results["combined"], results["ref"]
+    assert _one(m["actor/gamma"]) == pytest.approx(ref["gamma_step1"], abs=1e-9)
+    assert _one(m["actor/sft_loss"]) == pytest.approx(ref["sft_loss"], rel=1e-4)
+    assert _one(m["actor/pg_loss"]) == pytest.approx(ref["pg_loss"], rel=1e-4, abs=1e-5)
+    assert _one(m["actor/sft_tokens"]) == ref["sft_tokens"] and _one(m["actor/rl_tokens"]) == ref["rl_tokens"]
+    g = ref["gamma_step1"]
+    assert _one(m["loss"]) == pytest.approx(g * ref["sft_loss"] + (1 - g) * ref["pg_loss"], rel=1e-4)
+    for key in ("actor/entropy", "actor/pg_clipfrac", "grad_norm"):
+        assert math.isfinite(_one(m[key]))
+
+
+def test_first_assistant_token_is_trained(results: dict) -> None:
+    """The logged SFT loss is the label-aligned NLL, not the reference's shifted (off-by-one) one."""
+    ref = results["ref"]
+    assert abs(ref["sft_loss"] - ref["sft_loss_shifted"]) > 1e-3
+    assert _one(results["combined"]["actor/sft_loss"]) == pytest.approx(ref["sft_loss"], rel=1e-4)
+
+
+def test_gamma_one_equals_pure_sft(results: dict) -> None:
+    ours, stock = results["gamma1"], results["stock_sft"]
+    assert _one(ours["loss"]) == pytest.approx(_one(stock["loss"]), rel=1e-5)
+    assert _one(ours["loss"]) == pytest.approx(results["ref"]["sft_loss"], rel=1e-4)
+    assert results["param_diff_gamma1_vs_sft"] < 1e-6
+    assert results["param_diff_gamma1_vs_gamma0"] > 1e-4  # the comparison can fail: the updates differ
+
+
+def test_gamma_zero_equals_stock_dapo(results: dict) -> None:
+    ours, stock = results["gamma0"], results["stock_dapo"]
+    assert _one(ours["loss"]) == pytest.approx(_one(stock["loss"]), rel=1e-5, abs=1e-7)
+    assert _one(ours["actor/pg_loss"]) == pytest.approx(_one(stock["actor/pg_loss"]), rel=1e-5, abs=1e-7)
+    assert results["param_diff_gamma0_vs_dapo"] < 1e-6
+
+
+if __name__ == "__main__":  # pragma: no cover - child process entry
+    print(json.dumps(_child(sys.argv[1])))
