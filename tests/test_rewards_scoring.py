@@ -1,0 +1,168 @@
+"""Format scorer, length penalty, composite reward, routing, SQL scoring in session dirs, void flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from datamind_ext.config import parse_config
+from datamind_ext.errors import UserError
+from datamind_ext.rewards import (
+    RESULT_KEYS,
+    LengthPenaltyConfig,
+    RewardConfig,
+    ScoringConfig,
+    length_factor,
+    resolve_kind,
+    score_format,
+    score_sample,
+)
+
+CODE = "<think>plan</think>\n<code>\n```python\nprint(df.head(3))\n```\n</code>\n<interpreter>rows</interpreter>\n"
+
+
+def resp(answer: str, *, code: bool = True) -> str:
+    return (CODE if code else "<think>plan</think>\n") + f"<answer>{answer}</answer>"
+
+
+# -- format -------------------------------------------------------------------------------------
+def test_format_valid_and_violations_by_name() -> None:
+    assert score_format(resp("1")).ok
+    assert score_format(resp("1", code=False)).violations == ("no_code",)
+    assert score_format(resp("1", code=False), require_code=False).ok
+    two = score_format(resp("1") + "<answer>2</answer>")
+    assert not two.ok and "multiple_answers" in two.violations
+    fake = score_format("<think>x</think><interpreter>made up</interpreter>" + resp("1"))
+    assert "model_wrote_interpreter" in fake.violations
+    assert "unclosed_tag:answer" in score_format(CODE + "<answer>1").violations
+    assert "no_answer" in score_format(CODE).violations
+    assert score_format(resp("1")).reason == "format_ok"
+
+
+# -- length penalty and composite ---------------------------------------------------------------
+def test_length_factor_paper_defaults() -> None:
+    cfg = LengthPenaltyConfig()
+    assert length_factor(0, cfg) == 1.0
+    assert length_factor(256, cfg) == 1.0
+    assert length_factor(640, cfg) == pytest.approx(0.75)
+    assert length_factor(1024, cfg) == 0.5
+    assert length_factor(5000, cfg) == 0.5
+    custom = LengthPenaltyConfig(min_len=10, max_len=20, floor=0.0)
+    assert length_factor(15, custom) == pytest.approx(0.5)
+
+
+def test_composite_paper_rule_and_fixed_keys() -> None:
+    ok = score_sample("file_qa", resp("29.14"), "29.14", {})
+    wrong = score_sample("file_qa", resp("31"), "29.14", {})
+    bad = score_sample("file_qa", resp("31", code=False), "29.14", {})
+    bad_but_right = score_sample("file_qa", resp("29.14", code=False), "29.14", {})
+    assert [r.values["score"] for r in (ok, wrong, bad, bad_but_right)] == [1.0, 0.0, -0.1, 1.0]
+    for r in (ok, wrong, bad, bad_but_right):
+        assert list(r.values) == list(RESULT_KEYS)
+        assert all(isinstance(v, float) for v in r.values.values())
+    assert ok.values["acc"] == 1.0 and wrong.values["acc"] == 0.0 and bad.values["format_ok"] == 0.0
+
+
+def test_length_penalty_chars_and_tokens(tiny_tokenizer) -> None:
+    long_answer = "29.14 " + "x" * 634  # 640 characters
+    by_chars = score_sample("file_qa", resp(long_answer), "29.14", {})
+    assert by_chars.values["answer_len"] == 640 and by_chars.values["score"] == pytest.approx(0.75)
+    by_tokens = score_sample("file_qa", resp(long_answer), "29.14", {}, tokenizer=tiny_tokenizer)
+    n_tokens = len(tiny_tokenizer.encode(long_answer, add_special_tokens=False))
+    assert by_tokens.values["answer_len"] == n_tokens != 640
+    chars_cfg = ScoringConfig(reward=RewardConfig(length=LengthPenaltyConfig(unit="chars")))
+    forced = score_sample("file_qa", resp(long_answer), "29.14", {}, config=chars_cfg, tokenizer=tiny_tokenizer)
+    assert forced.values["answer_len"] == 640
+
+
+def test_every_number_is_configurable() -> None:
+    cfg = parse_config(
+        ScoringConfig,
+        {"reward": {"correct_reward": 2.0, "wrong_reward": -0.5, "format_penalty": -1.0, "rel_tol": 0.1}},
+        "test",
+    )
+    assert score_sample("file_qa", resp("31"), "29.14", {}, config=cfg).values["score"] == 2.0  # within 10 %
+    assert score_sample("file_qa", resp("40"), "29.14", {}, config=cfg).values["score"] == -0.5
+    assert score_sample("file_qa", resp("40", code=False), "29.14", {}, config=cfg).values["score"] == -1.0
+    with pytest.raises(UserError, match="unknown key 'reward.wrong'"):
+        parse_config(ScoringConfig, {"reward": {"wrong": 1}}, "test")
+
+
+def test_per_sample_options_from_extra_info() -> None:
+    assert score_sample("file_qa", resp("31"), "29.14", {"rel_tol": 0.1}).values["acc"] == 1.0
+    assert score_sample("file_qa", resp("[2, 1]"), "[1, 2]", {"ordered": True}).values["acc"] == 0.0
+    assert score_sample("file_qa", resp("1", code=False), "1", {"require_code": False}).values["format_ok"] == 1.0
+
+
+# -- routing --------------------------------------------------------------------------------------
+def test_routing_by_data_source_and_extra_info() -> None:
+    cfg = RewardConfig(routes={"tablebench": "judged"})
+    assert resolve_kind("darl/sql", {}, cfg) == "sql"
+    assert resolve_kind("BIRD_DEV", {}, cfg) == "sql"
+    assert resolve_kind("dabench", {}, cfg) == "dabench"
+    assert resolve_kind("TableBench", {}, cfg) == "judged"
+    assert resolve_kind("mcq", {"choices": ["a", "b"]}, cfg) == "choice"
+    assert resolve_kind("anything", {"task_kind": "sql"}, cfg) == "sql"
+    assert resolve_kind("csv_qa", {}, cfg) == "file_qa"
+
+
+def test_dabench_and_choice_kinds() -> None:
+    gold = "@mean[2.6] @kind[normal]"
+    assert score_sample("dabench", resp("@mean[2.61] @kind[Normal]"), gold, {}).values["acc"] == 1.0
+    assert score_sample("dabench", resp("@mean[2.61]"), gold, {}).values["acc"] == 0.0
+    extra = {"choices": ["increase", "decrease", "no change"]}
+    assert score_sample("mcq", resp("B"), "decrease", extra).values["acc"] == 1.0
+    assert score_sample("mcq", resp("no change"), "B", extra).values["acc"] == 0.0
+
+
+def test_nested_ground_truth_as_in_datamind_parquet() -> None:
+    gt = {"ground_truth": "29.14", "task_id": "t1"}
+    assert score_sample("file_qa", resp("29.14"), gt, {}).values["acc"] == 1.0
+
+
+def test_overlong_answer_is_wrong_without_matching() -> None:
+    cfg = ScoringConfig(reward=RewardConfig(max_answer_chars=10))
+    r = score_sample("file_qa", resp("29.14 " + "y" * 20), "29.14", {}, config=cfg)
+    assert r.values["acc"] == 0.0 and "answer_too_long" in r.reason
+
+
+# -- SQL tasks: each trajectory reads its own session directory ------------------------------
+def _session(root: Path, name: str, csv_text: str) -> Path:
+    d = root / name
+    d.mkdir()
+    (d / "result.csv").write_text(csv_text)
+    return d
+
+
+def test_sql_scoring_reads_each_trajectory_session(tmp_path: Path) -> None:
+    gold = tmp_path / "gold.csv"
+    gold.write_text("region,total\nn,3.0\ns,5.0\n")
+    good = _session(tmp_path, "traj-a", "total,region\n5.0,s\n3.004,n\n")
+    bad = _session(tmp_path, "traj-b", "total,region\n9.0,s\n3.0,n\n")
+    answer = "The result is saved in the CSV file named 'result.csv'."
+    sql_resp = "<code>\n```python\nexecute_sql(sql='select 1', output_path='result.csv')\n```\n</code>\n" \
+               "<interpreter>ok</interpreter>\n" + f"<answer>{answer}</answer>"
+    ra = score_sample("bird", sql_resp, "", {"session_dir": str(good), "gold_csv": str(gold)})
+    rb = score_sample("bird", sql_resp, "", {"session_dir": str(bad), "gold_csv": str(gold)})
+    assert (ra.values["score"], rb.values["score"]) == (1.0, 0.0)
+    assert rb.reason.endswith("gold_column_1_unmatched")
+    escape = sql_resp.replace("'result.csv'", "'../traj-a/result.csv'")
+    re_ = score_sample("bird", escape, "", {"session_dir": str(bad), "gold_csv": str(gold)})
+    assert re_.values["acc"] == 0.0 and "outside_session" in re_.reason
+    missing = score_sample("bird", sql_resp, "", {"gold_csv": str(gold)})
+    assert "sql_no_session_dir" in missing.reason
+    no_code = score_sample("bird", f"<answer>{answer}</answer>", "", {"session_dir": str(good), "gold_csv": str(gold)})
+    assert no_code.values["format_ok"] == 1.0  # SQL tasks do not require a code block
+
+
+# -- void flag --------------------------------------------------------------------------------------
+def test_void_flag_is_exposed_and_scored_as_the_rollout_says() -> None:
+    plain = score_sample("file_qa", CODE, "1", {"void": True})
+    assert plain.values["void"] == 1.0 and plain.values["mask_out"] == 1.0
+    assert plain.values["score"] == -0.1  # no answer: paper keeps the reward, masks the tokens
+    told = score_sample("file_qa", CODE, "1", {"is_valid_trajectory": 0, "void_score": -1.0})
+    assert told.values["void"] == 1.0 and told.values["score"] == -1.0
+    cfg = ScoringConfig(reward=RewardConfig(void_score=0.0))
+    assert score_sample("file_qa", CODE, "1", {"void": 1}, config=cfg).values["score"] == 0.0
+    assert score_sample("file_qa", resp("1"), "1", {"is_valid_trajectory": 1}).values["void"] == 0.0
