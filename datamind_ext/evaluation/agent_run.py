@@ -34,7 +34,8 @@ def materialize_inline_files(item: EvalItem, root: Path) -> list[str]:
 class AgentGenerator:
     """``await gen(item, run)`` -> one :class:`Response` with the whole trajectory.
 
-    One shared HTTP client for all concurrent episodes; close it with :meth:`aclose`.
+    One shared HTTP client and one interpreter pool (a fresh session per episode) for all
+    concurrent episodes; the pool starts on first use. Close both with :meth:`aclose`.
     """
 
     def __init__(
@@ -51,16 +52,30 @@ class AgentGenerator:
     ) -> None:
         import httpx
 
-        from datamind_ext.agent import interpreter_factory
-
         self.base_url = base_url
         self.model = model
         self.budgets = budgets
         self.sampling = dict(sampling)
         self.files_dir = files_dir
-        self.session_factory = session_factory or interpreter_factory()
+        self.session_factory = session_factory or self._pool_session
+        self._pool: Any = None
+        self._pool_lock: Any = None
         self.api_key = api_key
         self.client = httpx.AsyncClient(timeout=request_timeout_s)
+
+    async def _pool_session(self, files: Any) -> Any:
+        """A session of the run's interpreter pool (the training interpreter, cell limit from budgets)."""
+        import asyncio
+
+        from datamind_ext.interpreter import InterpreterPool, Limits
+
+        if self._pool_lock is None:
+            self._pool_lock = asyncio.Lock()
+        async with self._pool_lock:
+            if self._pool is None:
+                limits = Limits(timeout_s=self.budgets.cell_timeout_s, output_max_chars=self.budgets.max_observation_chars)
+                self._pool = await InterpreterPool(limits=limits).start()
+        return await self._pool.open_session(list(files))
 
     async def __call__(self, item: EvalItem, run: int) -> Response:
         from datamind_ext.agent import run_chat_episode, with_system_prompt
@@ -100,3 +115,5 @@ class AgentGenerator:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        if self._pool is not None:
+            await self._pool.close()

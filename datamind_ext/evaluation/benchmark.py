@@ -23,6 +23,8 @@ class JudgeVerdict:
     correct: bool | None
     reason: str
     judge: str  # model and endpoint, recorded with every score it produced
+    #: No verdict, and the policy says to score by the rule instead (labelled as such).
+    fallback: bool = False
 
 
 class Judge(Protocol):

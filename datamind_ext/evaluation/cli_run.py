@@ -65,6 +65,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
         "judge": cfg.judge.model,
     }
     notes = list(getattr(bench, "notes", []))
+    gen = None
+    responses = None
     if agent_mode:
         from datamind_ext.evaluation.agent_run import AgentGenerator
 
@@ -75,23 +77,23 @@ def run_eval_command(args: argparse.Namespace) -> int:
             files_dir=out_dir / "work" / "inline_files", api_key=os.environ.get(args.api_key_env) or None,
             request_timeout_s=cfg.request_timeout_s,
         )
-
-        async def go() -> dict[str, Any]:
-            try:
-                return await run_benchmark(bench, items, out_dir, ctx, k=cfg.k, generate=gen,
-                                           concurrency=cfg.concurrency, progress=not args.no_progress,
-                                           notes=notes, run_info=run_info)
-            finally:
-                await gen.aclose()
-
-        summary = asyncio.run(go())
     else:
         responses = read_responses(Path(args.responses).expanduser().resolve(), {it.item_id for it in items})
         run_info["responses"] = str(Path(args.responses).resolve())
-        summary = asyncio.run(
-            run_benchmark(bench, items, out_dir, ctx, k=1, responses=responses, concurrency=cfg.concurrency,
-                          progress=not args.no_progress, notes=notes, run_info=run_info)
-        )
+
+    async def go() -> dict[str, Any]:
+        try:
+            return await run_benchmark(
+                bench, items, out_dir, ctx, k=cfg.k if agent_mode else 1, generate=gen, responses=responses,
+                concurrency=cfg.concurrency, progress=not args.no_progress, notes=notes, run_info=run_info,
+            )
+        finally:
+            if gen is not None:
+                await gen.aclose()
+            if judge is not None:
+                await judge.aclose()
+
+    summary = asyncio.run(go())
     _print_headline(summary, out_dir)
     return 0
 

@@ -6,10 +6,13 @@ up to 10 turns, observations cut to 2,048 characters. Unknown keys are errors.
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, field_validator
 
 from datamind_ext.agent.config import AgentBudgets
 from datamind_ext.config import StrictModel
+from datamind_ext.rewards import JudgeConfig
 
 
 class SamplingConfig(StrictModel):
@@ -17,14 +20,6 @@ class SamplingConfig(StrictModel):
 
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
-
-
-class JudgeConfig(StrictModel):
-    """The LLM judge (DiscoveryBench always; DABench/TableBench/QRData 'paper' scorer when set)."""
-
-    model: str | None = Field(None, description="judge model name; unset = rule-based scoring")
-    base_url: str | None = Field(None, description="OpenAI-compatible endpoint of the judge, e.g. http://host:8001/v1")
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the judge's API key")
 
 
 class EvalConfig(StrictModel):
@@ -37,4 +32,17 @@ class EvalConfig(StrictModel):
     request_timeout_s: float = Field(600.0, gt=0, description="time limit of one chat completion request")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     budgets: AgentBudgets = Field(default_factory=AgentBudgets)
-    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    judge: JudgeConfig = Field(
+        default_factory=lambda: JudgeConfig(on_unreachable="error"),
+        description="the LLM judge (rewards.JudgeConfig): DiscoveryBench always, the 'paper' scorers when a model "
+        "is set; unreachable -> the unit fails and a rerun retries it",
+    )
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _judge_fails_loudly_by_default(cls, value: Any) -> Any:
+        """A ``judge:`` block that does not choose ``on_unreachable`` gets ``error`` (not the
+        reward's ``fallback_rule``): benchmark numbers must not silently mix judge and rule."""
+        if isinstance(value, dict) and "on_unreachable" not in value:
+            return {**value, "on_unreachable": "error"}
+        return value

@@ -38,6 +38,15 @@ async def judge_or_rule(
             detail=detail,
         )
     verdict = await ctx.judge.judge(question=item.question, reference=reference, answer=answer)
+    if verdict.correct is None and verdict.fallback:
+        return Score(
+            correct=rule_correct,
+            value=float(rule_correct),
+            scorer=f"paper-protocol: {rule_label} (judge gave no verdict)",
+            judge=verdict.judge,
+            reason=f"{rule_reason}; {verdict.reason}",
+            detail=detail,
+        )
     return Score(
         correct=verdict.correct,
         value=float(bool(verdict.correct)),
