@@ -1,0 +1,53 @@
+"""Configuration of the synthesis pipeline (one StrictModel; unknown keys are errors)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from datamind_ext.config import StrictModel
+
+
+class LLMConfig(StrictModel):
+    """An OpenAI-compatible endpoint (vLLM, SGLang, a hosted API, the local test server)."""
+
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="…/v1 root of the endpoint")
+    model: str = "expert"
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (may be unset)")
+    judge_model: str | None = Field(None, description="model for the consistency judge (default: model)")
+    concurrency: int = Field(16, ge=1, description="requests in flight at once")
+    max_retries: int = Field(5, ge=0, description="retries on 429/5xx/timeouts, with exponential backoff")
+    backoff_s: float = Field(0.5, ge=0, description="first backoff; doubles per retry, with jitter")
+    timeout_s: float = Field(120.0, gt=0, description="per request")
+    temperature: float = 0.7
+    max_tokens: int = Field(2048, ge=1, description="per generated turn")
+    cost_per_1k_prompt_tokens: float = 0.0
+    cost_per_1k_completion_tokens: float = 0.0
+
+
+class SynthConfig(StrictModel):
+    data: str = Field("data/samples", description="folder of data files")
+    out: str = Field("synth_out", description="output folder (one JSONL per stage, resumable)")
+    seed: int = 0
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(None, description="connect to this Ray cluster instead of starting a local one")
+    ray_num_cpus: int = Field(2, ge=1, description="CPUs of the local Ray instance")
+    concurrency: int = Field(4, ge=1, description="work items in flight (interpreter sessions or Ray tasks)")
+    max_rows: int = Field(5000, ge=10, description="rows read per table when profiling")
+    max_task_rows: int = Field(200_000, ge=1, description="tables with more rows get no programmatic tasks")
+    generator: Literal["programmatic", "llm", "both"] = "programmatic"
+    tasks_per_table: int = Field(12, ge=1)
+    llm_tasks_per_table: int = Field(2, ge=0)
+    min_depth: int = Field(1, ge=1, le=5)
+    max_depth: int = Field(5, ge=1, le=5)
+    samples_per_task: int = Field(3, ge=1, description="N trajectories sampled per LLM task")
+    max_turns: int = Field(10, ge=1)
+    critique_rounds: int = Field(1, ge=0, description="critique-and-resample rounds for inconsistent tasks")
+    cell_timeout_s: float = Field(30.0, gt=0)
+    max_obs_chars: int = Field(2048, ge=64)
+    max_answer_chars: int = Field(1024, ge=1, description="rule filter: longest final answer")
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    tokenizer: str | None = Field(None, description="tokenizer folder for token counts in the card and SFT length filter")
+    max_tokens: int | None = Field(None, description="drop trajectories longer than this many tokens at export")
+    dataset_name: str = "datamind_synth"

@@ -1,0 +1,131 @@
+"""Export stage: LLaMA-Factory SFT dataset, verl RL parquet, dataset card.
+
+* SFT: written by the SFT package's own exporter (``datamind_ext.sft.export_llamafactory_dataset``)
+  so synthesis never re-implements the training format.
+* RL: one row per kept task, the columns verl's RL dataset and our agent loop, reward and loss
+  read: ``prompt`` (system + user messages), ``data_source``, ``ability``, ``reward_model``
+  (``{"ground_truth": gold, "style": "rule"}``), ``extra_info`` (``files`` as absolute paths,
+  ``task_kind``, ``question``, ``category``, ``difficulty``, ``task_id``, ``expert_messages``: the
+  expert trajectory for the combined SFT+RL loss) and ``agent_name``.
+* Card: counts by category × difficulty × file format and a token-length histogram (PNG).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from datamind_ext.protocol import Trajectory, render_messages
+
+DATA_SOURCE = "datamind_synth"
+ABILITY = "data_analysis"
+AGENT_NAME = "datamind_code_agent"
+
+
+def token_lengths(trajs: list[Trajectory], tokenizer: Any = None) -> tuple[list[int], str]:
+    """Tokens per trajectory with the one renderer; without a tokenizer, characters / 4 (labelled)."""
+    if tokenizer is not None:
+        return [len(render_messages(tokenizer, t.messages).input_ids) for t in trajs], "tokens"
+    return [sum(len(m.content) for m in t.messages) // 4 for t in trajs], "approx. tokens (characters / 4)"
+
+
+def rl_rows(trajs: list[Trajectory]) -> list[dict[str, Any]]:
+    rows = []
+    for i, t in enumerate(trajs):
+        msgs = t.to_openai()
+        prompt = msgs[:2]  # system + the question
+        rows.append({
+            "prompt": prompt,
+            "data_source": DATA_SOURCE,
+            "ability": ABILITY,
+            "reward_model": {"ground_truth": t.ground_truth or "", "style": "rule"},
+            "extra_info": {
+                "index": i,
+                "task_id": t.task_id or t.id,
+                "question": t.meta.get("question") or prompt[-1]["content"],
+                "files": [str(Path(f).resolve()) for f in t.files],
+                "task_kind": "file_qa",
+                "category": t.category or "",
+                "difficulty": int(t.difficulty or 0),
+                "difficulty_label": t.meta.get("difficulty_label", ""),
+                "file_format": t.meta.get("file_format", ""),
+                "source": t.meta.get("source", ""),
+                "expert_messages": msgs,
+            },
+            "agent_name": AGENT_NAME,
+        })
+    return rows
+
+
+def write_rl_parquet(trajs: list[Trajectory], path: Path) -> int:
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # one trajectory per task: the RL prompt set has each question once
+    seen, unique = set(), []
+    for t in trajs:
+        if (t.task_id or t.id) not in seen:
+            seen.add(t.task_id or t.id)
+            unique.append(t)
+    pd.DataFrame(rl_rows(unique)).to_parquet(path, index=False)
+    return len(unique)
+
+
+def histogram_png(lengths: list[int], unit: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.hist(lengths or [0], bins=30, color="#4C72B0")
+    ax.set_xlabel(unit)
+    ax.set_ylabel("trajectories")
+    ax.set_title("Trajectory length")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def dataset_card(trajs: list[Trajectory], report: dict[str, Any], lengths: list[int], unit: str,
+                 hist_name: str) -> str:
+    cats = sorted({t.category or "unknown" for t in trajs})
+    diffs = sorted({int(t.difficulty or 0) for t in trajs})
+    grid = Counter((t.category or "unknown", int(t.difficulty or 0)) for t in trajs)
+    fmts = Counter(t.meta.get("file_format", "?") for t in trajs)
+    lines = ["# Synthesized DataMind dataset", "",
+             f"{len(trajs)} trajectories kept, {report.get('dropped', 0)} dropped by the filters.", "",
+             "## By category × difficulty (composition depth)", "",
+             "| category | " + " | ".join(f"depth {d}" for d in diffs) + " | total |",
+             "|---|" + "---|" * (len(diffs) + 1)]
+    for c in cats:
+        row = [grid[(c, d)] for d in diffs]
+        lines.append(f"| {c} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
+    lines += ["", "## By file format", "", "| format | trajectories |", "|---|---|"]
+    lines += [f"| {f} | {n} |" for f, n in sorted(fmts.items())]
+    if lengths:
+        s = sorted(lengths)
+        lines += ["", f"## Length ({unit})", "",
+                  f"min {s[0]}, median {s[len(s) // 2]}, max {s[-1]}, mean {sum(s) / len(s):.0f}", "", f"![length histogram]({hist_name})"]
+    if report.get("dropped_by_reason"):
+        lines += ["", "## Dropped, by reason", "", "| reason | count |", "|---|---|"]
+        lines += [f"| {r} | {n} |" for r, n in report["dropped_by_reason"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def export_all(trajs: list[Trajectory], report: dict[str, Any], out_dir: Path, name: str, tokenizer: Any = None,
+               max_tokens: int | None = None) -> dict[str, Any]:
+    from datamind_ext.sft import export_llamafactory_dataset
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sft = export_llamafactory_dataset(trajs, out_dir / "sft", name=name, tokenizer=tokenizer, max_tokens=max_tokens)
+    n_rl = write_rl_parquet(trajs, out_dir / "rl" / "train.parquet")
+    lengths, unit = token_lengths(trajs, tokenizer)
+    histogram_png(lengths, unit, out_dir / "token_lengths.png")
+    (out_dir / "README.md").write_text(dataset_card(trajs, report, lengths, unit, "token_lengths.png"), encoding="utf-8")
+    summary = {"sft_dir": str(out_dir / "sft"), "sft_written": sft.n_written, "sft_skipped": sft.reason_counts(),
+               "rl_parquet": str(out_dir / "rl" / "train.parquet"), "rl_rows": n_rl, "card": str(out_dir / "README.md")}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary

@@ -1,0 +1,312 @@
+"""The synthesis stages, each resumable: profile → tasks → trajectories → filter → export.
+
+Every stage reads the previous stage's JSONL in ``out/``, skips work whose content key is
+already in its own JSONL, runs the rest through :func:`runner.map_unordered` (asyncio or Ray)
+and appends each result as it completes. Rejected items are stored too, with their reason, so
+they are not retried and the report can count them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from datamind_ext.errors import UserError
+from datamind_ext.synthesis import profile as prof_mod
+from datamind_ext.synthesis.config import SynthConfig
+from datamind_ext.synthesis.execute import close_shared_executor, shared_executor
+from datamind_ext.synthesis.expert import expert_trajectory, ground_truth
+from datamind_ext.synthesis.programs import TaskSpec, make_task_specs
+from datamind_ext.synthesis.runner import ensure_ray, map_unordered, progress
+from datamind_ext.synthesis.store import JsonlStore, content_key
+
+log = logging.getLogger(__name__)
+
+PROFILES = "profiles.jsonl"
+TASKS = "tasks.jsonl"
+TRAJECTORIES = "trajectories.jsonl"
+
+
+def out_path(cfg: SynthConfig, name: str) -> Path:
+    return Path(cfg.out) / name
+
+
+def _prepare_backend(cfg: SynthConfig) -> None:
+    if cfg.backend == "ray":
+        # Workers import datamind_ext from this checkout and resolve relative data paths from here.
+        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+        ensure_ray(cfg.ray_num_cpus, cfg.ray_address)
+
+
+# ----------------------------------------------------------------------------------- profile
+
+
+async def _profile_one(item: dict[str, Any]) -> dict[str, Any]:
+    results = prof_mod.profile_file(item["abs"], max_rows=item["max_rows"], shown_path=item["shown"])
+    return {
+        "key": item["key"], "file": item["shown"],
+        "profiles": [r.model_dump() for r in results if isinstance(r, prof_mod.TableProfile)],
+        "failures": [r.model_dump() for r in results if isinstance(r, prof_mod.ProfileFailure)],
+    }
+
+
+async def run_profile(cfg: SynthConfig) -> dict[str, int]:
+    data = Path(cfg.data)
+    if not data.exists():
+        raise UserError(f"data folder not found: {data}")
+    files = prof_mod.find_data_files(data)
+    if not files:
+        raise UserError(f"no supported data files (csv, tsv, xlsx, json, jsonl, parquet, sqlite) under {data}")
+    store = JsonlStore(out_path(cfg, PROFILES))
+    items = []
+    for f in files:
+        try:
+            digest = prof_mod.file_digest(f)
+        except OSError as err:
+            digest = f"unreadable:{err.errno}"
+        key = content_key("profile", digest, str(f), cfg.max_rows)
+        if key not in store:
+            items.append({"key": key, "abs": str(f.resolve()), "shown": str(f), "max_rows": cfg.max_rows})
+    _prepare_backend(cfg)
+    with store, progress(len(items), "profile") as bar:
+        async for rec in map_unordered(_profile_one, items, cfg.backend, cfg.concurrency):
+            store.append(rec)
+            bar.update(1)
+    return profile_counts(cfg)
+
+
+def load_profiles(cfg: SynthConfig) -> tuple[list[prof_mod.TableProfile], list[prof_mod.ProfileFailure]]:
+    profiles, failures = [], []
+    for rec in JsonlStore(out_path(cfg, PROFILES)).records():
+        profiles += [prof_mod.TableProfile(**p) for p in rec["profiles"]]
+        failures += [prof_mod.ProfileFailure(**p) for p in rec["failures"]]
+    profiles.sort(key=lambda p: (p.path, p.table or ""))
+    return profiles, failures
+
+
+def profile_counts(cfg: SynthConfig) -> dict[str, int]:
+    profiles, failures = load_profiles(cfg)
+    return {"tables": len(profiles), "unreadable": len(failures)}
+
+
+# ------------------------------------------------------------------------------------- tasks
+
+
+def _exec_kwargs(cfg: SynthConfig) -> dict[str, Any]:
+    return {"timeout_s": cfg.cell_timeout_s}
+
+
+async def _verify_one(item: dict[str, Any]) -> dict[str, Any]:
+    spec = TaskSpec(**item["spec"])
+    try:
+        gold, why = await ground_truth(spec, shared_executor(**item["exec"]), item["data_root"])
+    except Exception as err:  # noqa: BLE001 — an infrastructure failure: not stored, retried on the next run
+        return {"key": spec.key, "status": "error", "reason": f"{type(err).__name__}: {err}"[:300]}
+    return {"key": spec.key, "status": "ok" if gold is not None else "rejected", "reason": why,
+            "gold": gold, "spec": spec.model_dump()}
+
+
+def programmatic_specs(cfg: SynthConfig) -> list[TaskSpec]:
+    profiles, _ = load_profiles(cfg)
+    specs = []
+    for p in profiles:
+        if p.n_rows > cfg.max_task_rows or p.n_rows < 2:
+            continue
+        specs += make_task_specs(p, cfg.tasks_per_table, cfg.seed, cfg.min_depth, cfg.max_depth)
+    return specs
+
+
+async def run_tasks(cfg: SynthConfig) -> dict[str, int]:
+    if not out_path(cfg, PROFILES).exists():
+        raise UserError(f"no profiles in {cfg.out}: run `datamind-ext synth profile` first")
+    store = JsonlStore(out_path(cfg, TASKS))
+    errors: Counter[str] = Counter()
+    if cfg.generator in ("programmatic", "both"):
+        todo = [s for s in programmatic_specs(cfg) if s.key not in store]
+        items = [{"spec": s.model_dump(), "exec": _exec_kwargs(cfg), "data_root": None} for s in todo]
+        _prepare_backend(cfg)
+        try:
+            with store, progress(len(items), "tasks (programmatic)") as bar:
+                async for rec in map_unordered(_verify_one, items, cfg.backend, cfg.concurrency):
+                    _append_or_count(store, rec, errors)
+                    bar.update(1)
+        finally:
+            await close_shared_executor()
+    if cfg.generator in ("llm", "both"):
+        from datamind_ext.synthesis.llm_pipeline import run_llm_tasks
+
+        await run_llm_tasks(cfg, store)
+    store.close()
+    return {**status_counts(out_path(cfg, TASKS)), **_error_counts(errors)}
+
+
+def _append_or_count(store: JsonlStore, rec: dict[str, Any], errors: Counter[str]) -> None:
+    """Store a finished item; an infrastructure error is only counted (the next run retries it)."""
+    if rec["status"] == "error":
+        errors[rec["reason"]] += 1
+        if len(errors) == 1 and errors[rec["reason"]] == 1:
+            log.warning("synthesis item failed (will be retried on the next run): %s", rec["reason"])
+    else:
+        store.append(rec)
+
+
+def _error_counts(errors: Counter[str]) -> dict[str, int]:
+    return {"errors_to_retry": sum(errors.values())} if errors else {}
+
+
+def status_counts(path: Path) -> dict[str, int]:
+    c: Counter[str] = Counter()
+    for rec in JsonlStore(path).records():
+        c[rec["status"]] += 1
+    return dict(c)
+
+
+def load_tasks(cfg: SynthConfig, status: str = "ok") -> list[dict[str, Any]]:
+    return [r for r in JsonlStore(out_path(cfg, TASKS)).records() if r["status"] == status]
+
+
+# ------------------------------------------------------------------------------ trajectories
+
+
+async def _expert_one(item: dict[str, Any]) -> dict[str, Any]:
+    spec = TaskSpec(**item["spec"])
+    try:
+        traj, why = await expert_trajectory(spec, item["gold"], shared_executor(**item["exec"]), item["data_root"],
+                                            item["max_obs_chars"])
+    except Exception as err:  # noqa: BLE001 — not stored, retried on the next run
+        return {"key": item["key"], "status": "error", "reason": f"{type(err).__name__}: {err}"[:300]}
+    return {"key": item["key"], "task_key": spec.key, "sampler": "expert", "status": "ok" if traj else "rejected",
+            "reason": why, "trajectory": traj.model_dump() if traj else None}
+
+
+async def run_trajectories(cfg: SynthConfig) -> dict[str, int]:
+    if not out_path(cfg, TASKS).exists():
+        raise UserError(f"no tasks in {cfg.out}: run `datamind-ext synth tasks` first")
+    store = JsonlStore(out_path(cfg, TRAJECTORIES))
+    errors: Counter[str] = Counter()
+    tasks = load_tasks(cfg)
+    items = []
+    for t in tasks:
+        if t["spec"].get("source", "programmatic") != "programmatic":
+            continue
+        key = content_key("expert", t["key"])
+        if key not in store:
+            items.append({"key": key, "spec": t["spec"], "gold": t["gold"], "exec": _exec_kwargs(cfg),
+                          "data_root": None, "max_obs_chars": cfg.max_obs_chars})
+    _prepare_backend(cfg)
+    try:
+        with store, progress(len(items), "trajectories (expert)") as bar:
+            async for rec in map_unordered(_expert_one, items, cfg.backend, cfg.concurrency):
+                _append_or_count(store, rec, errors)
+                bar.update(1)
+    finally:
+        await close_shared_executor()
+    if any(t["spec"].get("source") == "llm" for t in tasks):
+        from datamind_ext.synthesis.llm_pipeline import run_llm_trajectories
+
+        await run_llm_trajectories(cfg, store, [t for t in tasks if t["spec"].get("source") == "llm"])
+    store.close()
+    return {**status_counts(out_path(cfg, TRAJECTORIES)), **_error_counts(errors)}
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def run_sync(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# ------------------------------------------------------------------------------------ filter
+
+FILTER_DIR = "filtered"
+CONSENSUS = "consensus.jsonl"
+
+
+def run_filter(cfg: SynthConfig) -> dict[str, Any]:
+    """Rule-filter expert and judge-selected trajectories; report every drop of every stage.
+
+    Pure and fast, so it is recomputed from the stage files on every run (idempotent)."""
+    from datamind_ext.protocol import Trajectory
+    from datamind_ext.synthesis.filters import filter_trajectories
+
+    if not out_path(cfg, TRAJECTORIES).exists():
+        raise UserError(f"no trajectories in {cfg.out}: run `datamind-ext synth trajectories` first")
+    earlier: list[dict[str, Any]] = []
+    for rec in JsonlStore(out_path(cfg, TASKS)).records():
+        if rec["status"] != "ok":
+            earlier.append({"id": rec["key"], "task_id": rec["key"], "category": rec["spec"].get("category"),
+                            "reason": rec["reason"], "stage": "tasks"})
+    expert, by_id = [], {}
+    for rec in JsonlStore(out_path(cfg, TRAJECTORIES)).records():
+        if rec["status"] == "ok" and rec.get("trajectory"):
+            t = Trajectory(**rec["trajectory"])
+            by_id[t.id] = t
+            if rec.get("sampler") == "expert":
+                expert.append(t)
+        elif rec.get("sampler") == "expert":
+            earlier.append({"id": rec["key"], "task_id": rec["task_key"], "category": None, "reason": rec["reason"],
+                            "stage": "trajectories"})
+    selected = []
+    for rec in JsonlStore(out_path(cfg, CONSENSUS)).records():
+        if rec["status"] == "ok" and rec["selected"] in by_id:
+            t = by_id[rec["selected"]].model_copy(update={"ground_truth": rec["gold"]})
+            selected.append(t)
+        else:
+            earlier.append({"id": rec["key"], "task_id": rec["task_key"], "category": rec.get("category"),
+                            "reason": rec.get("reason") or "not_selected", "stage": "consistency"})
+    res = filter_trajectories(expert, selected, cfg.max_answer_chars, cfg.max_obs_chars)
+    res.dropped = earlier + res.dropped
+    folder = out_path(cfg, FILTER_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    kept_path = folder / "kept.jsonl"
+    with open(kept_path.with_suffix(".tmp"), "w", encoding="utf-8") as f:
+        for t in res.kept:
+            f.write(t.model_dump_json() + "\n")
+    kept_path.with_suffix(".tmp").replace(kept_path)
+    with open(folder / "dropped.jsonl", "w", encoding="utf-8") as f:
+        for d in res.dropped:
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    report = res.report()
+    write_json(folder / "report.json", report)
+    return report
+
+
+def load_kept(cfg: SynthConfig) -> list[Any]:
+    from datamind_ext.protocol import Trajectory
+
+    path = out_path(cfg, FILTER_DIR) / "kept.jsonl"
+    if not path.exists():
+        raise UserError(f"no filtered trajectories in {cfg.out}: run `datamind-ext synth filter` first")
+    return [Trajectory.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------ export
+
+
+def run_export(cfg: SynthConfig) -> dict[str, Any]:
+    from datamind_ext.synthesis.export import export_all
+
+    trajs = load_kept(cfg)
+    report_path = out_path(cfg, FILTER_DIR) / "report.json"
+    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else {}
+    tokenizer = None
+    if cfg.tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
+    return export_all(trajs, report, out_path(cfg, "export"), cfg.dataset_name, tokenizer, cfg.max_tokens)
+
+
+def ledger_summary(cfg: SynthConfig) -> dict[str, Any] | None:
+    """Token and cost ledger of every LLM call made for ``cfg.out`` (None if none was made)."""
+    path = out_path(cfg, "ledger.json")
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
