@@ -267,3 +267,18 @@ def test_discoverybench_bad_answer_key(data):
 def test_discoverybench_needs_a_judge(data, tmp_path):
     with pytest.raises(UserError, match="scored only by an LLM judge"):
         score("discoverybench", data / "discoverybench", tmp_path / "o", {"city_parks/0/0": {"text": "x"}})
+
+
+# ---------------------------------------------------------------- eval/ folders
+@pytest.mark.parametrize("bench", ["dabench", "tablebench", "bird", "qrdata", "discoverybench"])
+def test_eval_folder_config_and_readme(bench):
+    from datamind_ext.config import load_config
+    from datamind_ext.evaluation.config import EvalConfig
+
+    folder = Path(__file__).resolve().parents[1] / "eval" / bench
+    cfg = load_config(EvalConfig, folder / "config.yaml")
+    assert cfg.benchmark == bench and cfg.k == 3
+    assert cfg.sampling.temperature == 0.7 and cfg.sampling.top_p == 0.95 and cfg.budgets.max_turns == 10
+    assert cfg.judge.on_unreachable == "error"
+    readme = (folder / "README.md").read_text()
+    assert "vllm serve" in readme and f"datamind-ext eval {bench}" in readme and "## Get the data" in readme
