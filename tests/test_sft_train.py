@@ -19,6 +19,8 @@ from datamind_ext.sft.samples import sample_trajectories, sample_trajectory
 
 pytest.importorskip("llamafactory")
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _config(tmp: Path, model_path: Path, trajectories: Path, *, max_steps: int, **datamind) -> dict:
     return {
@@ -56,9 +58,12 @@ def trajectories(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ce_run(tmp_path_factory, tiny_model_path, trajectories):
-    tmp = tmp_path_factory.mktemp("sft_ce")
-    assert main(["sft", str(_write(tmp, _config(tmp, tiny_model_path, trajectories, max_steps=16)))]) == 0
-    return tmp / "out"
+    """The CPU recipe, as its header says to run it (plus an output folder of the test's own)."""
+    out = tmp_path_factory.mktemp("sft_ce") / "out"
+    argv = ["sft", str(REPO / "recipes" / "tiny-cpu" / "sft.yaml"), f"model_name_or_path={tiny_model_path}",
+            f"output_dir={out}", f"datamind.trajectories=[{trajectories}]"]
+    assert main(argv) == 0
+    return out
 
 
 def test_sft_trains_and_loss_decreases(ce_run):
@@ -156,3 +161,40 @@ def test_prepare_only_prints_the_report_without_training(tmp_path, tiny_model_pa
     out = capsys.readouterr().out
     assert "exported 8/10" in out and "longer than 512 tokens" in out
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_gpu_recipe_has_the_reference_settings_and_only_known_keys():
+    from datamind_ext.config import read_yaml
+    from datamind_ext.integrations.llamafactory.sft_entry import _check_lf_args, _lf_defaults
+    from datamind_ext.sft.config import split_sft_config
+
+    path = REPO / "recipes" / "datamind-7b" / "sft.yaml"
+    lf, block = split_sft_config(read_yaml(path), str(path))
+    _check_lf_args(lf, block, _lf_defaults())  # raises on a key LLaMA-Factory 0.9.5 would reject
+    assert lf["model_name_or_path"] == "Qwen/Qwen2.5-Coder-7B-Instruct" and lf["finetuning_type"] == "full"
+    assert (lf["template"], lf["cutoff_len"], lf["num_train_epochs"]) == ("qwen", 8192, 3.0)
+    assert (lf["learning_rate"], lf["lr_scheduler_type"], lf["warmup_ratio"], lf["bf16"]) == (1e-5, "cosine", 0.1, True)
+    assert lf["per_device_train_batch_size"] * lf["gradient_accumulation_steps"] * 4 == 16  # on 4 GPUs
+    ds = json.loads((REPO / lf["deepspeed"]).read_text())
+    assert ds["zero_optimization"]["stage"] == 3
+    assert block.loss == "ce"
+
+
+@pytest.mark.slow
+def test_torchrun_launch_trains_on_two_cpu_ranks_with_the_loss_variant(tmp_path, tiny_model_path, trajectories):
+    """FORCE_TORCHRUN=1, as LLaMA-Factory users launch: data prepared once, every rank trains."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = _config(tmp_path, tiny_model_path, trajectories, max_steps=2, loss="chord_phi")
+    env = {**os.environ, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}
+    proc = subprocess.run([sys.executable, "-m", "datamind_ext", "sft", str(_write(tmp_path, cfg))],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "torch.distributed.run" in proc.stdout and "exported 8/10" in proc.stdout
+    resolved = yaml.safe_load((tmp_path / "out" / "datamind_sft_resolved.yaml").read_text())
+    assert resolved["datamind"] == {"loss": "chord_phi"} and resolved["dataset"] == "datamind"
+    losses = _losses(tmp_path / "out")
+    # chord_phi weights each token by p(1-p) ≈ 1/vocab on the random model: far below plain CE (~6.8).
+    assert len(losses) == 2 and 0 < losses[0] < 0.5
