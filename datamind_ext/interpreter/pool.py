@@ -284,6 +284,7 @@ class Session:
         finally:
             theirs.close()
         self._pid = pid
+        self.pool._all_pgids.add(pid)
         ours.setblocking(False)
         self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=wire.MAX_FRAME_BYTES)
         try:
@@ -506,7 +507,10 @@ class InterpreterPool:
         self._started = False
         self._closed = False
         self._evict_task: asyncio.Task | None = None
-        self._last_evict_check = 0.0
+        self._evict_dirty = False
+        self._all_pgids: set[int] = set()
+        self._zygote_pid: int | None = None
+        self.uid_mode = False
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> InterpreterPool:
@@ -523,6 +527,7 @@ class InterpreterPool:
             shutil.rmtree(self.root, ignore_errors=True)
             raise
         self.uid_mode = bool(self._zygote.info.get("uid_mode"))
+        self._zygote_pid = self._zygote.proc.pid if self._zygote.proc else None
         self._free_uids = list(range(self._uid_base + self.max_sessions - 1, self._uid_base - 1, -1)) if self.uid_mode else []
         self._started = True
         return self
@@ -552,6 +557,14 @@ class InterpreterPool:
     def uid_range(self) -> range:
         """The uids this pool's sessions run as (empty when sessions keep the pool's uid)."""
         return range(self._uid_base, self._uid_base + self.max_sessions) if self.uid_mode else range(0)
+
+    def processes(self) -> list[int]:
+        """Every live process this pool is responsible for (zygote, sessions, anything they started),
+        found by uid, process group and parentage; empty after :meth:`close` unless something leaked."""
+        from datamind_ext.interpreter.procs import find_processes
+
+        roots = {self._zygote_pid} if self._zygote_pid else set()
+        return find_processes(uids=self.uid_range, pgids=self._all_pgids, roots=roots)
 
     @property
     def isolation(self) -> dict[str, str]:
@@ -667,9 +680,14 @@ class InterpreterPool:
         return evicted
 
     def _after_cell(self) -> None:
+        """Check the memory budget after cells, one check at a time, coalescing requests."""
         if self.memory_budget_mib is None or self._closed:
             return
-        now = time.monotonic()
-        if (self._evict_task is None or self._evict_task.done()) and now - self._last_evict_check > 0.5:
-            self._last_evict_check = now
-            self._evict_task = asyncio.create_task(self.enforce_memory_budget(), name="interpreter-evict")
+        self._evict_dirty = True
+        if self._evict_task is None or self._evict_task.done():
+            self._evict_task = asyncio.create_task(self._evict_loop(), name="interpreter-evict")
+
+    async def _evict_loop(self) -> None:
+        while self._evict_dirty and not self._closed:
+            self._evict_dirty = False
+            await self.enforce_memory_budget()

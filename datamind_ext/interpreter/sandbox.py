@@ -217,3 +217,88 @@ def install_audit_hook(
                 raise deny("[sandbox] signalling processes outside this session is not allowed")
 
     sys.addaudithook(hook)
+
+
+# --- making the Python installation reachable by unprivileged session uids ---------------------
+CLONE_NEWNS = 0x00020000
+MS_RDONLY, MS_NOSUID, MS_NODEV = 1, 2, 4
+MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 16384, 1 << 18
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = lambda s: None if s is None else os.fsencode(s)  # noqa: E731
+    if _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
+def blocked_dirs(paths: Iterable[str]) -> dict[str, set[str]]:
+    """Directories on the way to ``paths`` that other users cannot traverse or list,
+    each with the names of its children that lie on those paths."""
+    out: dict[str, set[str]] = {}
+    for p in paths:
+        p = os.path.realpath(p)
+        if not os.path.exists(p):
+            continue
+        parts = p.strip("/").split("/")
+        for i in range(len(parts)):
+            d = "/" + "/".join(parts[:i])
+            need = 0o001 if i < len(parts) else 0o005
+            try:
+                if os.stat(d).st_mode & need != need:
+                    out.setdefault(d, set()).add(parts[i])
+            except OSError:
+                break
+        try:
+            st = os.stat(p)
+            import stat as _stat
+
+            if _stat.S_ISDIR(st.st_mode) and st.st_mode & 0o005 != 0o005:
+                out.setdefault(p, set())
+        except OSError:
+            pass
+    return out
+
+
+def expose_paths(paths: Iterable[str], scratch: str) -> str | None:
+    """In a private mount namespace, cover each non-traversable directory on ``paths`` (e.g.
+    ``/root`` holding a pyenv Python) with a tmpfs and bind back only the children on the
+    paths, so session uids can import the standard library and site-packages while the rest
+    of that directory stays hidden. Host mounts are untouched. Returns None, or why not."""
+    paths = list(paths)
+    blocked = blocked_dirs(paths)
+    if not blocked:
+        return None
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        return f"unshare(CLONE_NEWNS) failed: {os.strerror(ctypes.get_errno())}"
+    try:
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+        n = 0
+        for d in sorted(blocked, key=lambda x: x.count("/")):
+            children = sorted(blocked_dirs(paths).get(d, set()))
+            if not children and d not in blocked_dirs(paths):
+                continue
+            staged = []
+            for name in children:
+                src = os.path.join(d, name)
+                tmp = os.path.join(scratch, f"expose-{n}")
+                n += 1
+                if os.path.isdir(src):
+                    os.mkdir(tmp, 0o700)
+                else:
+                    open(tmp, "wb").close()
+                _mount(src, tmp, None, MS_BIND | MS_REC)
+                staged.append((name, tmp, os.path.isdir(src)))
+            _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
+            for name, tmp, is_dir in staged:
+                dest = os.path.join(d, name)
+                if is_dir:
+                    os.mkdir(dest, 0o755)
+                else:
+                    open(dest, "wb").close()
+                _mount(tmp, dest, None, MS_MOVE)
+                os.rmdir(tmp) if is_dir else os.unlink(tmp)
+    except OSError as exc:
+        return str(exc)
+    left = blocked_dirs(paths)
+    return None if not left else f"still not traversable: {sorted(left)}"

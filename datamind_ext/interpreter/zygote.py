@@ -123,7 +123,27 @@ class Zygote:
             )
         else:
             facts["network"] = "sockets blocked by audit hook only (network namespace disabled by configuration)"
-        facts["cleanup"] = "zygote is child subreaper" if sandbox.set_child_subreaper() else "process groups only"
+        facts["cleanup"] = (
+            "process group + sweep of the session uid + zygote as child subreaper; processes a cell starts die with it"
+            if sandbox.set_child_subreaper()
+            else "process groups only"
+        )
+        self.uid_mode = sandbox.can_switch_uid()
+        if self.uid_mode:
+            here = os.getcwd()  # the pool's own directory: traversable, deliberately not listable
+            needed = [p for p in [*sys.path, sys.prefix, sys.base_prefix, os.path.dirname(sys.executable)] if p and os.path.realpath(p) != here]
+            hidden = sorted(sandbox.blocked_dirs(needed))
+            why = sandbox.expose_paths(needed, os.getcwd())
+            if why is not None:
+                self.uid_mode = False
+                facts["filesystem"] = f"sessions keep the pool's uid: the Python installation is not readable by other uids ({why})"
+            elif hidden:
+                facts["filesystem"] = (
+                    f"private mount namespace: {', '.join(hidden)} covered by an empty tmpfs except the Python "
+                    "installation inside it"
+                )
+            else:
+                facts["filesystem"] = "host filesystem, per-session uid permissions"
         t0 = time.perf_counter()
         failed = _preload(preload)
         gc.collect()
@@ -139,7 +159,7 @@ class Zygote:
                 "isolation": facts,
                 "preload_failed": failed,
                 "preload_s": round(time.perf_counter() - t0, 3),
-                "uid_mode": sandbox.can_switch_uid(),
+                "uid_mode": self.uid_mode,
             }
         )
 

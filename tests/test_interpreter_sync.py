@@ -1,0 +1,64 @@
+"""The interpreter's synchronous wrapper and its cleanup when the parent is SIGKILLed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from datamind_ext.interpreter import Limits, SyncInterpreterPool
+from datamind_ext.interpreter.procs import find_processes
+
+LIMITS = Limits(timeout_s=5, interrupt_grace_s=0.5)
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    pd.DataFrame({"sales": [1, 2, 3, 4]}).to_csv(tmp_path / "sales.csv", index=False)
+    return tmp_path
+
+
+def test_sync_wrapper(data_dir):
+    with SyncInterpreterPool(limits=LIMITS, max_sessions=2, preload=["pandas"]) as sp:
+        with sp.session(files=[data_dir / "sales.csv"]) as s:
+            assert s.run("import pandas as pd\nn = len(pd.read_csv('sales.csv'))").ok
+            assert s.run("print(n)").output == "4\n"
+        procs = sp.pool.processes()
+        assert len(procs) == 1  # only the zygote is left once the session closed
+        pool = sp.pool
+    assert pool.processes() == []
+
+
+def test_sigkill_of_the_parent_leaves_no_process(tmp_path):
+    script = textwrap.dedent(
+        """
+        import asyncio, json, sys
+        from datamind_ext.interpreter import InterpreterPool, Limits
+        async def main():
+            pool = await InterpreterPool(preload=[], max_sessions=2).start()
+            s = await pool.open_session()
+            await s.run("import subprocess\\nsubprocess.Popen(['sleep', '60'])\\nimport time")
+            print(json.dumps({"uids": [pool.uid_range.start, pool.uid_range.stop], "pgids": sorted(pool._all_pgids),
+                              "zygote": pool.zygote_pid}), flush=True)
+            await asyncio.sleep(120)
+        asyncio.run(main())
+        """
+    )
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=repo, text=True)
+    info = json.loads(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while True:
+        left = find_processes(uids=range(*info["uids"]), pgids=info["pgids"], roots=[info["zygote"]])
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert left == []
