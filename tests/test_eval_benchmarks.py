@@ -282,3 +282,13 @@ def test_eval_folder_config_and_readme(bench):
     assert cfg.judge.on_unreachable == "error"
     readme = (folder / "README.md").read_text()
     assert "vllm serve" in readme and f"datamind-ext eval {bench}" in readme and "## Get the data" in readme
+
+
+def test_bird_broken_gold_sql_fails_only_its_unit(data, tmp_path):
+    path = data / "bird" / "dev.json"
+    rows = json.loads(path.read_text())
+    rows[2]["SQL"] = "SELECT nope FROM nowhere"
+    path.write_text(json.dumps(rows))
+    s = score("bird", data / "bird", tmp_path / "o", {"0": {"sql": "SELECT 2"}, "2": {"sql": "SELECT 1"}})
+    assert s["errors"] == 1 and "gold SQL failed" in s["first_error"]
+    assert s["overall"]["paper"]["pass@1"] == 1.0 and s["overall"]["paper"]["items"] == 1

@@ -56,6 +56,10 @@ class Benchmark(ABC):
     #: Whether scoring is impossible without an LLM judge (DiscoveryBench).
     requires_judge: ClassVar[bool] = False
 
+    def __init__(self) -> None:
+        #: Facts about the loaded set the summary must state (questions dropped, ids repeated).
+        self.notes: list[str] = []
+
     @abstractmethod
     def load(self, data_dir: Path, *, need_files: bool = True) -> list[EvalItem]:
         """Read the official files under ``data_dir``.

@@ -64,7 +64,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         "data": str(Path(args.data).resolve()),
         "judge": cfg.judge.model,
     }
-    notes = list(getattr(bench, "notes", []))
+    notes = list(bench.notes)
     gen = None
     responses = None
     if agent_mode:

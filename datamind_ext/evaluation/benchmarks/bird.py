@@ -34,6 +34,10 @@ _EXECUTE_SQL = re.compile(r"execute_sql\(\s*(?:sql\s*=\s*)?(?P<q>\"\"\"|'''|\"|'
 _SQL_FENCE = re.compile(r"```sql\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _CSV_NAME = re.compile(r"[\"'`]?([\w./-]+\.csv)[\"'`]?", re.IGNORECASE)
 
+class GoldSQLError(RuntimeError):
+    """The gold SQL of a question failed or timed out (recorded as that unit's error)."""
+
+
 PAPER_LABEL = "bird-paper (result CSV: gold columns matched, order ignored, abs_tol 1e-2)"
 OFFICIAL_LABEL = "bird-official-ex (set of result rows equal)"
 
@@ -114,6 +118,7 @@ class Bird(Benchmark):
         return items
 
     def __init__(self) -> None:
+        super().__init__()
         self._gold_rows: dict[str, list[tuple]] = {}
 
     def gold(self, item: EvalItem, ctx: ScoringContext) -> tuple[Path, list[tuple]]:
@@ -128,7 +133,8 @@ class Bird(Benchmark):
             try:
                 columns, rows = run_query(item.database or "", item.gold["sql"], timeout_s=ctx.sql_timeout_s)
             except SQLError as err:
-                raise UserError(f"BIRD question {item.item_id}: the gold SQL failed on {item.database}: {err}") from None
+                # Not a UserError: one slow or broken gold query fails its own units, not the run.
+                raise GoldSQLError(f"the gold SQL failed on {item.database}: {err}") from None
             self._gold_rows[item.item_id] = rows
             if not path.is_file():
                 write_csv(path, columns, rows)

@@ -63,9 +63,6 @@ class TableBench(Benchmark):
     scorers = ("paper", "rouge_l")
     graded_scorers = ("rouge_l",)
 
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-
     def load(self, data_dir: Path, *, need_files: bool = True) -> list[EvalItem]:
         path = find_file(
             data_dir, ["TableBench.jsonl", "data/TableBench.jsonl", "TableBench_DP.jsonl"], "TableBench.jsonl"
