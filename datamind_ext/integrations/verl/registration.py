@@ -16,7 +16,7 @@ import traceback
 log = logging.getLogger("datamind_ext.verl")
 
 #: Modules of this package with a ``register()``; added to as components land.
-COMPONENT_MODULES: tuple[str, ...] = ("agent_loop", "cpu_rollout", "rewards")
+COMPONENT_MODULES: tuple[str, ...] = ("agent_loop", "cpu_rollout", "rewards", "loss")
 
 FAILURES: dict[str, str] = {}
 _done = False

@@ -31,6 +31,7 @@ from datamind_ext.losses import BatchStats, build_schedule
 from datamind_ext.protocol import render_messages
 
 STEP_KEY = "datamind_step"
+NUM_MINI_BATCH_KEY = "datamind_num_mini_batch"
 
 
 def expert_row(tokenizer: Any, messages: Sequence[Any]) -> dict[str, torch.Tensor]:
@@ -159,6 +160,12 @@ def _make_training_worker_cls() -> type:
         def train_mini_batch(self, data: Any) -> Any:
             if not hasattr(self, "_schedule"):
                 self.set_loss_config(self.loss_config)
+            num_mb = tu.pop(data, key=NUM_MINI_BATCH_KEY, default=None)
+            if num_mb is not None:
+                # expert rows were added by DataMindTrainerSync: keep the configured number of
+                # optimizer steps by splitting into mini-batches by count, not by size
+                tu.pop(data, key="mini_batch_size", default=None)
+                tu.assign_non_tensor(data, num_mini_batch=int(num_mb))
             step = _step_of(data)
             gamma, schedule_metrics = self._schedule(step, self._batch_stats(data))
             tu.assign_non_tensor(data, **{GAMMA_KEY: float(gamma), SCHEDULE_METRICS_KEY: dict(schedule_metrics)})
@@ -174,6 +181,7 @@ def _make_training_worker_cls() -> type:
             tu.assign_non_tensor(data, **{RL_TOKENS_KEY: rl_tokens, SFT_TOKENS_KEY: sft_tokens})
             return super().train_batch(data)
 
+    DataMindTrainingWorker.__module__, DataMindTrainingWorker.__qualname__ = __name__, "DataMindTrainingWorker"
     return DataMindTrainingWorker
 
 
@@ -228,6 +236,8 @@ def _make_actor_rollout_ref_worker_cls() -> type:
                         )
                     install_loss(self.actor, cfg)
 
+    DataMindActorRolloutRefWorker.__module__ = __name__
+    DataMindActorRolloutRefWorker.__qualname__ = "DataMindActorRolloutRefWorker"
     return DataMindActorRolloutRefWorker
 
 
@@ -239,3 +249,12 @@ def actor_rollout_ref_worker_cls() -> type:
     if _ACTOR_WORKER is None:
         _ACTOR_WORKER = _make_actor_rollout_ref_worker_cls()
     return _ACTOR_WORKER
+
+
+def __getattr__(name: str) -> Any:
+    """Module attributes for the lazily built classes, so pickles refer to them by name."""
+    if name == "DataMindTrainingWorker":
+        return training_worker_cls()
+    if name == "DataMindActorRolloutRefWorker":
+        return actor_rollout_ref_worker_cls()
+    raise AttributeError(name)

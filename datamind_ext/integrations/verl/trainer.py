@@ -1,0 +1,246 @@
+"""The ``datamind_sync`` trainer mode: verl's sync PPO trainer plus the DataMind actor update.
+
+Run with stock ``python -m verl.trainer.main_ppo ... trainer.v1.trainer_mode=datamind_sync``.
+What it changes, and why each needs the trainer (verl's own hooks stop short of it):
+
+1. Workers: the actor role runs :class:`DataMindActorRolloutRefWorker`, which installs the
+   combined loss and the per-step γ / global token bookkeeping (see ``loss.py``).
+2. Expert rows: right before the actor update (after old log-probs and GRPO advantages, so expert
+   sequences never enter group statistics), one expert row per prompt of the update batch is
+   rendered by the one renderer and put into TransferQueue next to the rollouts, as extra rows of
+   the same batch: the same forward / log-prob path as rollouts (no extra full-vocabulary
+   softmax) and their tokens count in the dynamic batch-size budget. They are built exactly like
+   verl's own synthetic padding samples (``verl.trainer.ppo.padding_utils``): a real sample as
+   template, sequence fields replaced. They are cleared after the update.
+3. Layout: expert rows are padded (with zero-mask rows) to a multiple of ``dp × mini-batches`` and
+   interleaved so every rank and every mini-batch gets rollouts and experts; the worker switches
+   the split from ``mini_batch_size`` to ``num_mini_batch`` so the optimizer steps per update stay
+   what the user configured.
+4. The mode name: verl compares ``trainer_mode`` with ``"sync"`` in several places (replay buffer,
+   refill, checkpoint/resume), so the instance keeps ``trainer_mode = "sync"`` internally.
+
+Known gap: prompts whose groups the DAPO filter drops before the update are not seen here, so
+they get no SFT term yet (the paper gives them SFT only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import torch
+
+from datamind_ext.integrations.verl.loss import TRAINER_MODE, DataMindLossConfig
+from datamind_ext.integrations.verl.worker import NUM_MINI_BATCH_KEY
+
+EXPERT_UID_PREFIX = "datamind_expert"
+
+
+def expert_messages_from(extra_info: Any, key: str) -> list[dict[str, str]] | None:
+    """The expert trajectory stored in a row's ``extra_info`` (a messages list or its JSON text)."""
+    if not isinstance(extra_info, dict):
+        return None
+    value = extra_info.get(key)
+    if isinstance(value, str):
+        value = json.loads(value)
+    if hasattr(value, "tolist"):  # numpy arrays from parquet
+        value = value.tolist()
+    if not value:
+        return None
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
+
+
+def padded_expert_count(n_experts: int, dp_size: int, num_mini_batch: int) -> int:
+    """Smallest multiple of ``dp_size × num_mini_batch`` holding ``n_experts`` rows."""
+    unit = dp_size * num_mini_batch
+    return max(unit, math.ceil(n_experts / unit) * unit) if n_experts else 0
+
+
+def interleave(rl: list[Any], experts: list[Any], dp_size: int, num_mini_batch: int) -> list[Any]:
+    """Order rows so each rank's contiguous chunk, and each of its mini-batches, holds both kinds.
+
+    verl dispatches contiguous equal chunks to ranks and (without shuffle) cuts each chunk into
+    contiguous mini-batches; ``rl`` is already seq-length balanced across ranks by verl.
+    """
+    assert len(rl) % (dp_size * num_mini_batch) == 0 and len(experts) % (dp_size * num_mini_batch) == 0
+    rl_rank, ex_rank = len(rl) // dp_size, len(experts) // dp_size
+    rl_mb, ex_mb = rl_rank // num_mini_batch, ex_rank // num_mini_batch
+    out: list[Any] = []
+    for r in range(dp_size):
+        rl_r, ex_r = rl[r * rl_rank : (r + 1) * rl_rank], experts[r * ex_rank : (r + 1) * ex_rank]
+        for j in range(num_mini_batch):
+            out += rl_r[j * rl_mb : (j + 1) * rl_mb] + ex_r[j * ex_mb : (j + 1) * ex_mb]
+    return out
+
+
+def expert_sample(template: dict[str, Any], row: dict[str, torch.Tensor] | None, uid: str) -> dict[str, Any]:
+    """A TransferQueue sample for one expert row (or a zero-mask filler when ``row`` is None).
+
+    Every field of the rollout ``template`` is kept so TransferQueue sees one schema; sequence
+    fields are replaced, and per-response-token tensors (log-probs, advantages, scores...) become
+    zeros of the new length, which the loss never reads for expert rows (masks exclude them).
+    """
+    if row is None:  # filler: one masked token after a one-token prompt
+        row = {"prompts": template["prompts"][:1].clone(), "responses": template["responses"][:1].clone(),
+               "response_mask": torch.zeros(1, dtype=torch.int64)}
+    old_resp = int(template["responses"].shape[0])
+    prompts, responses, mask = row["prompts"], row["responses"], row["response_mask"]
+    input_ids = torch.cat([prompts, responses])
+    sample: dict[str, Any] = {}
+    for key, value in template.items():
+        if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == old_resp and key not in (
+            "prompts", "input_ids", "position_ids", "attention_mask"
+        ):
+            sample[key] = torch.zeros((len(responses), *value.shape[1:]), dtype=value.dtype)
+        elif isinstance(value, torch.Tensor):
+            sample[key] = value.clone()
+        else:
+            sample[key] = value
+    sample.update(
+        prompts=prompts, responses=responses, response_mask=mask, loss_mask=mask, input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids), position_ids=torch.arange(len(input_ids), dtype=torch.int64),
+        uid=uid, num_turns=0, is_expert=torch.tensor(1, dtype=torch.int64), is_void=torch.tensor(0, dtype=torch.int64),
+    )
+    sample.pop("routed_experts", None)
+    if "multi_modal_inputs" in sample:
+        sample["multi_modal_inputs"] = {}
+    return sample
+
+
+def _void_flag(extra_fields: Any, key: str) -> int:
+    return int(bool(extra_fields.get(key, False))) if isinstance(extra_fields, dict) else 0
+
+
+def _make_trainer_cls() -> type:
+    import ray
+
+    try:
+        import transfer_queue as tq
+    except ImportError:  # pragma: no cover - verl re-exports it
+        from verl.utils.transferqueue_utils import tq
+    from verl.trainer.ppo.utils import Role
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    from datamind_ext.integrations.verl.worker import STEP_KEY, actor_rollout_ref_worker_cls, expert_row, loss_config_from
+
+    class DataMindTrainerSync(PPOTrainerSync):
+        """Sync PPO trainer whose actor update is ``γ(t)·L_SFT + (1−γ(t))·L_DAPO``."""
+
+        def _build_replay_buffer(self):
+            self.trainer_mode = "sync"  # the registered name must not select verl's async paths
+            return super()._build_replay_buffer()
+
+        def _init_resource_pool_mgr(self) -> None:
+            super()._init_resource_pool_mgr()
+            worker = ray.remote(actor_rollout_ref_worker_cls())
+            for role in (Role.ActorRollout, Role.ActorRolloutRef, Role.Actor):
+                if role in self.role_worker_mapping:
+                    self.role_worker_mapping[role] = worker
+
+        @property
+        def datamind_loss_config(self) -> DataMindLossConfig:
+            if not hasattr(self, "_datamind_cfg"):
+                self._datamind_cfg = loss_config_from(self.config.actor_rollout_ref)
+            return self._datamind_cfg
+
+        def _update_actor(self, batch, metrics: dict):
+            batch.extra_info[STEP_KEY] = int(self.global_steps)
+            cfg = self.datamind_loss_config
+            if not cfg.enable:
+                return super()._update_actor(batch, metrics)
+            combined, extra_keys = self._with_expert_rows(batch, cfg, metrics)
+            try:
+                super()._update_actor(combined, metrics)
+            finally:
+                if extra_keys:
+                    tq.kv_clear(keys=extra_keys, partition_id=batch.partition_id)
+            return batch
+
+        def _with_expert_rows(self, batch, cfg: DataMindLossConfig, metrics: dict):
+            pid = batch.partition_id
+            real = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
+            info = tq.kv_batch_get(keys=batch.keys, partition_id=pid, select_fields=["uid", "extra_info", "extra_fields"])
+            uids = list(info["uid"])
+            extra_infos = list(info["extra_info"]) if "extra_info" in info.keys() else [None] * len(uids)
+            extra_fields = list(info["extra_fields"]) if "extra_fields" in info.keys() else [None] * len(uids)
+            # role flags for the rollouts: never expert; void from the agent loop's extra_fields
+            flags = {
+                "is_expert": torch.zeros(len(batch), dtype=torch.int64),
+                "is_void": torch.tensor([_void_flag(extra_fields[i], "void") for i in range(len(batch))], dtype=torch.int64),
+            }
+            from tensordict import TensorDict
+
+            tq.kv_batch_put(keys=batch.keys, partition_id=pid, fields=TensorDict(flags, batch_size=len(batch)))
+
+            rows, seen = [], set()
+            for i in real:
+                if uids[i] in seen:
+                    continue
+                seen.add(uids[i])
+                messages = expert_messages_from(extra_infos[i], cfg.expert_messages_key)
+                if messages is not None:
+                    rows.append(expert_row(self.tokenizer, messages))
+            metrics["datamind/expert_rows"] = len(rows)
+            metrics["datamind/prompts_without_expert"] = len(seen) - len(rows)
+            if not rows:
+                return batch, []
+
+            dp = self._actor_dp_size()
+            mini = self.config.actor_rollout_ref.actor.ppo_mini_batch_size * self.config.actor_rollout_ref.rollout.n
+            num_mb = max(1, len(batch) // mini)
+            total = padded_expert_count(len(rows), dp, num_mb)
+            template = tq.kv_batch_get(keys=[batch.keys[real[0]]], partition_id=pid)[0]
+            template = {k: template[k] for k in template.keys()}
+            template.update(is_expert=torch.tensor(0), is_void=torch.tensor(0))
+            samples = [expert_sample(template, rows[j] if j < len(rows) else None, f"{EXPERT_UID_PREFIX}_{self.global_steps}_{j}")
+                       for j in range(total)]
+            keys = [s["uid"] for s in samples]
+            tags = [{"status": "success", "is_expert": True,
+                     "prompt_len": len(s["prompts"]), "response_len": len(s["responses"]),
+                     "seq_len": len(s["input_ids"]), "global_steps": self.global_steps} for s in samples]
+            tq.kv_batch_put(keys=keys, partition_id=pid, fields=list_of_dict_to_tensordict(samples), tags=tags)
+            order = interleave(list(range(len(batch))), list(range(len(batch), len(batch) + total)), dp, num_mb)
+            all_keys, all_tags = batch.keys + keys, batch.tags + tags
+            combined = type(batch)(
+                keys=[all_keys[i] for i in order], tags=[all_tags[i] for i in order], partition_id=pid,
+                fields=batch.fields, extra_info=dict(batch.extra_info),
+            )
+            combined.extra_info[NUM_MINI_BATCH_KEY] = num_mb
+            return combined, keys
+
+        def _actor_dp_size(self) -> int:
+            wg = self.actor_rollout_wg
+            if "actor" not in wg._dispatch_info:
+                wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
+            return max(wg._dispatch_info["actor"]) + 1
+
+    DataMindTrainerSync.__module__, DataMindTrainerSync.__qualname__ = __name__, "DataMindTrainerSync"
+    return DataMindTrainerSync
+
+
+_TRAINER: type | None = None
+
+
+def trainer_cls() -> type:
+    global _TRAINER
+    if _TRAINER is None:
+        _TRAINER = _make_trainer_cls()
+    return _TRAINER
+
+
+def register_trainer_mode() -> None:
+    """Register :class:`DataMindTrainerSync` in verl's trainer registry (idempotent)."""
+    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
+
+    if TRAINER_REGISTRY.get(TRAINER_MODE) is trainer_cls():
+        return
+    register_trainer(TRAINER_MODE)(trainer_cls())
+
+
+def __getattr__(name: str) -> Any:
+    """Module attribute for the lazily built class, so pickles refer to it by name."""
+    if name == "DataMindTrainerSync":
+        return trainer_cls()
+    raise AttributeError(name)
