@@ -48,6 +48,7 @@ class _Request:
     out_ids: list[int] = field(default_factory=list)
     out_logprobs: list[float] = field(default_factory=list)
     done: Generation | None = None
+    generator: Any = None
 
 
 class HFGenerationEngine:
@@ -216,6 +217,8 @@ class HFGenerationEngine:
                 live.append(r)
         if not live:
             return
+        for r in live:
+            r.generator = self._generator if r.spec.seed is None else torch.Generator().manual_seed(r.spec.seed)
         width = max(len(r.prompt_ids) for r in live)
         ids = torch.full((len(live), width), self.pad_token_id, dtype=torch.long)
         attn = torch.zeros((len(live), width), dtype=torch.long)
@@ -239,7 +242,7 @@ class HFGenerationEngine:
                     if aborting:
                         self._finish(r, "abort")
                         continue
-                    tok, lp = self._sample(logits[i], r.spec)
+                    tok, lp = self._sample(logits[i], r.spec, r.generator)
                     r.out_ids.append(tok)
                     r.out_logprobs.append(lp)
                     next_tokens[i] = tok
@@ -250,7 +253,7 @@ class HFGenerationEngine:
                 step_pos = step_pos[:, -1:] + 1
                 step_input = next_tokens[:, None]
 
-    def _sample(self, logits: Any, spec: SamplingSpec) -> tuple[int, float]:
+    def _sample(self, logits: Any, spec: SamplingSpec, generator: Any) -> tuple[int, float]:
         """Pick a token; its log-prob is taken under the temperature-scaled distribution (what
         verl's actor recomputes), before top-k/top-p truncation."""
         import torch
@@ -271,7 +274,7 @@ class HFGenerationEngine:
             drop = cum - sorted_p > spec.top_p
             sorted_p = torch.where(drop, torch.zeros_like(sorted_p), sorted_p)
             probs = torch.zeros_like(probs).scatter(0, idx, sorted_p)
-        tok = int(torch.multinomial(probs / probs.sum(), 1, generator=self._generator))
+        tok = int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
         return tok, float(logp[tok])
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 #: Keys a vLLM/SGLang caller may send that do not change what this backend computes.
 _IGNORED_KEYS = frozenset(
-    {"repetition_penalty", "presence_penalty", "frequency_penalty", "n", "seed", "skip_special_tokens",
+    {"repetition_penalty", "presence_penalty", "frequency_penalty", "n", "skip_special_tokens",
      "spaces_between_special_tokens", "detokenize", "include_stop_str_in_output", "min_tokens", "ignore_eos"}
 )
 
@@ -29,6 +29,7 @@ class SamplingSpec:
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
     logprobs: bool = True
+    seed: int | None = None  # per-request sampling seed (as vLLM's): same seed, same tokens
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -49,6 +50,7 @@ class SamplingSpec:
             stop = (stop,)
         top_k = p.pop("top_k", -1)
         logprobs = p.pop("logprobs", True)
+        seed = p.pop("seed", None)
         spec = cls(
             max_tokens=max(1, int(max_tokens)),
             temperature=float(p.pop("temperature", 1.0) or 0.0),
@@ -57,6 +59,7 @@ class SamplingSpec:
             stop=tuple(str(s) for s in stop if s),
             stop_token_ids=tuple(int(t) for t in (p.pop("stop_token_ids", None) or ())),
             logprobs=bool(logprobs is not False and logprobs is not None),
+            seed=None if seed is None else int(seed),
             extra={k: v for k, v in p.items() if k not in _IGNORED_KEYS},
         )
         return spec

@@ -74,16 +74,18 @@ def build_app(engine: HFGenerationEngine, *, model_name: str | None = None) -> A
             "stop": body.get("stop"),
             "logprobs": False,
         }
-        if body.get("top_k") is not None:
-            params["top_k"] = body["top_k"]
+        for key in ("top_k", "seed"):
+            if body.get(key) is not None:
+                params[key] = body[key]
         n = max(1, int(body.get("n") or 1))
         gens = await asyncio.gather(*[engine.generate(list(prompt_ids), params) for _ in range(n)])
         choices = []
         for i, g in enumerate(gens):
             text = engine.tokenizer.decode(g.token_ids, skip_special_tokens=True)
-            if isinstance(g.stop_matched, str) and text.endswith(g.stop_matched):
-                # OpenAI/vLLM convention: the stop string itself is not part of the content.
-                text = text[: -len(g.stop_matched)]
+            if isinstance(g.stop_matched, str) and g.stop_matched in text:
+                # OpenAI/vLLM convention: the content ends before the stop string (which may end
+                # inside the last token; the tokens themselves were not cut).
+                text = text[: text.find(g.stop_matched)]
             choices.append({"index": i, "message": {"role": "assistant", "content": text},
                             "finish_reason": "length" if g.finish_reason == "length" else "stop",
                             "stop_reason": g.stop_matched if isinstance(g.stop_matched, str) else None})
