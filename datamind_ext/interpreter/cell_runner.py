@@ -115,6 +115,7 @@ def _setup(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, Any], dict[
         protected=[name for _, name in spec["files"]],
         pool_root=spec["pool_root"],
         guard_signals=not uid_mode,
+        max_processes=None if uid_mode else limits["max_processes"],
     )
     sys.argv = [""]
     sys.path = [p for p in sys.path if p]  # no '' entry: the working directory is not importable

@@ -388,11 +388,14 @@ class Session:
         timed_out = bool(reply.get("interrupted"))
         if reply.get("stray_threads"):
             n = reply["stray_threads"]
+            note = (
+                f"RuntimeError: the cell left {n} thread(s) running; threads must finish within their cell, "
+                "so the session was restarted without this cell"
+            )
             result = ExecResult(
                 output=reply["output"],
                 ok=False,
-                error=f"RuntimeError: the cell left {n} thread(s) running; threads must finish within their cell, "
-                "so the session was restarted without this cell",
+                error=f"{reply['error']}\n{note}" if reply.get("error") else note,
                 timed_out=timed_out,
                 duration_s=duration,
                 output_chars=reply["output_chars"],

@@ -139,17 +139,33 @@ _FS_EVENTS = {
 }
 _FS_SECOND = {"os.rename": 1, "os.replace": 1}
 _KILL_EVENTS = {"os.kill", "os.killpg"}
+_SPAWN_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.system"}
+
+
+def _group_size(pgid: int) -> int:
+    n = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    data = f.read()
+                if int(data[data.rindex(b")") + 2 :].split()[2]) == pgid:
+                    n += 1
+            except (OSError, ValueError, IndexError):
+                pass
+    return n
 _SOCKET_EVENTS = {"socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo"}
 
 
 def install_audit_hook(
-    *, workdir: str, protected: Iterable[str], pool_root: str, guard_signals: bool
+    *, workdir: str, protected: Iterable[str], pool_root: str, guard_signals: bool, max_processes: int | None = None
 ) -> None:
     """Defence in depth at the Python level (ctypes can bypass it; the kernel-level measures cannot be).
 
     Blocks: sockets other than AF_UNIX; writes, renames and deletes outside the working
     directory or of the data files; reads inside the pool's tree except the own directory;
-    and, when sessions share the parent's uid, signals to processes outside the own group.
+    and, when sessions share the parent's uid (no kernel process limit), signals to processes
+    outside the own group and process creation beyond ``max_processes`` in the own group.
     """
     workdir = os.path.realpath(workdir)
     pool_root = os.path.realpath(pool_root)
@@ -198,6 +214,10 @@ def install_audit_hook(
                 if getattr(sock, "family", None) == socket.AF_UNIX:
                     return
             raise deny("[sandbox] network access is disabled in this interpreter")
+        if max_processes is not None and event in _SPAWN_EVENTS:
+            if _group_size(own_pgid) >= max_processes:
+                raise BlockingIOError(11, f"[sandbox] process limit reached ({max_processes} per session)")
+            return
         if guard_signals and event in _KILL_EVENTS:
             pid = args[0]
             if event == "os.killpg":
