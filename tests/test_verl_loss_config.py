@@ -1,0 +1,127 @@
+"""The combined loss's config block, trainer registration and expert-row layout (no worker)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from datamind_ext.errors import UserError
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        return compose(config_name="ppo_trainer", overrides=overrides)
+
+
+def test_block_in_verl_config_selects_everything() -> None:
+    from datamind_ext.integrations.verl.worker import loss_config_from
+
+    cfg = _compose([
+        "trainer.v1.trainer_mode=datamind_sync",
+        "+actor_rollout_ref.datamind_loss.token_weighting=chord_phi",
+        "+actor_rollout_ref.datamind_loss.schedule.name=adaptive",
+        "+actor_rollout_ref.datamind_loss.schedule.decay_steps=200",
+    ])
+    loss_cfg = loss_config_from(cfg.actor_rollout_ref)
+    assert loss_cfg.token_weighting == "chord_phi"
+    assert loss_cfg.schedule.name == "adaptive" and loss_cfg.schedule.decay_steps == 200
+    assert (loss_cfg.clip_ratio_low, loss_cfg.clip_ratio_high, loss_cfg.schedule.peak) == (0.2, 0.28, 0.9)
+
+
+def test_defaults_without_block_and_unknown_key_is_a_user_error() -> None:
+    from datamind_ext.integrations.verl.worker import loss_config_from
+
+    default = loss_config_from(_compose([]).actor_rollout_ref)
+    assert default.schedule.name == "cosine" and default.schedule.decay_steps == 350 and default.enable
+    bad = _compose(["+actor_rollout_ref.datamind_loss.gama=0.5"])
+    with pytest.raises(UserError, match="unknown key 'gama'"):
+        loss_config_from(bad.actor_rollout_ref)
+
+
+def test_trainer_mode_is_registered_through_the_plugin() -> None:
+    import verl  # noqa: F401 - the entry point registers our components
+    from verl.trainer.ppo.v1.trainer_base import get_trainer_cls
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    from datamind_ext.integrations.verl.registration import FAILURES
+    from datamind_ext.integrations.verl.trainer import DataMindTrainerSync
+
+    assert not {k: v for k, v in FAILURES.items() if k.endswith(".loss")}
+    cls = get_trainer_cls("datamind_sync")
+    assert cls is DataMindTrainerSync and issubclass(cls, PPOTrainerSync)
+
+
+def test_interleave_gives_every_rank_and_mini_batch_both_kinds() -> None:
+    from datamind_ext.integrations.verl.trainer import interleave, padded_expert_count
+
+    assert padded_expert_count(5, dp_size=2, num_mini_batch=2) == 8
+    assert padded_expert_count(8, dp_size=2, num_mini_batch=2) == 8
+    assert padded_expert_count(0, dp_size=2, num_mini_batch=2) == 0
+    rl = [f"r{i}" for i in range(16)]
+    ex = [f"e{i}" for i in range(8)]
+    order = interleave(rl, ex, dp_size=2, num_mini_batch=2)
+    assert sorted(order) == sorted(rl + ex)
+    chunks = [order[:12], order[12:]]  # verl dispatches contiguous equal chunks per rank
+    for chunk in chunks:
+        for mb in (chunk[:6], chunk[6:]):  # contiguous mini-batches of that rank
+            assert sum(k.startswith("r") for k in mb) == 4 and sum(k.startswith("e") for k in mb) == 2
+    assert order[:4] == rl[:4]  # verl's seq-length balancing of the rollouts is kept per rank
+
+
+def test_expert_sample_keeps_schema_and_zeroes_response_fields(tiny_tokenizer) -> None:
+    from datamind_ext.integrations.verl.trainer import expert_sample
+    from datamind_ext.integrations.verl.worker import expert_row
+
+    template = {
+        "prompts": torch.arange(5), "responses": torch.arange(3), "response_mask": torch.ones(3, dtype=torch.int64),
+        "old_log_probs": torch.full((3,), -1.0), "advantages": torch.ones(3), "rm_scores": torch.tensor([0.0, 0.0, 1.0]),
+        "uid": "u1", "extra_info": {"a": 1}, "is_expert": torch.tensor(0), "is_void": torch.tensor(1),
+    }
+    row = expert_row(tiny_tokenizer, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "<answer>1</answer>"}])
+    s = expert_sample(template, row, "datamind_expert_1_0")
+    assert set(template) <= set(s)
+    n = len(row["responses"])
+    assert s["uid"] == "datamind_expert_1_0" and int(s["is_expert"]) == 1 and int(s["is_void"]) == 0
+    for key in ("old_log_probs", "advantages", "rm_scores"):
+        assert s[key].shape == (n,) and not s[key].any()
+    assert torch.equal(s["input_ids"], torch.cat([row["prompts"], row["responses"]]))
+    filler = expert_sample(template, None, "f")
+    assert filler["response_mask"].sum() == 0  # padding rows train nothing
+
+
+def test_expert_messages_from_accepts_lists_and_json() -> None:
+    from datamind_ext.integrations.verl.trainer import expert_messages_from
+
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<answer>a</answer>"}]
+    assert expert_messages_from({"expert_messages": msgs}, "expert_messages") == msgs
+    assert expert_messages_from({"expert_messages": json.dumps(msgs)}, "expert_messages") == msgs
+    assert expert_messages_from({}, "expert_messages") is None
+    assert expert_messages_from(None, "expert_messages") is None
+
+
+def test_expert_row_starts_the_response_at_the_first_trained_token(tiny_tokenizer) -> None:
+    """Each assistant turn's first token is inside the trained mask (no off-by-one), observations are not."""
+    from datamind_ext.integrations.verl.worker import expert_row
+    from datamind_ext.protocol import render_messages
+
+    msgs = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "<code>print(1)</code>"},
+        {"role": "user", "content": "<interpreter>1</interpreter>"},
+        {"role": "assistant", "content": "<answer>1</answer>"},
+    ]
+    row = expert_row(tiny_tokenizer, msgs)
+    rendered = render_messages(tiny_tokenizer, msgs)
+    assert row["response_mask"][0] == 1  # response token 0 = first assistant token, trained
+    assert torch.equal(torch.cat([row["prompts"], row["responses"]]), torch.tensor(rendered.input_ids))
+    mask = row["response_mask"].tolist()
+    starts = [i for i in range(1, len(mask)) if mask[i] == 1 and mask[i - 1] == 0]
+    assert len(starts) == 1  # the second assistant turn starts trained right after the observation
+    first_turn_ids = tiny_tokenizer.encode("<code>", add_special_tokens=False)
+    second_turn_ids = tiny_tokenizer.encode("<answer>", add_special_tokens=False)
+    assert row["responses"][0].item() == first_turn_ids[0]
+    assert row["responses"][starts[0]].item() == second_turn_ids[0]
