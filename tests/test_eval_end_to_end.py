@@ -105,8 +105,10 @@ def test_dabench_agent_run_k2_resume_and_outputs(data, tmp_path, capsys):
 
 def test_tablebench_and_bird_agent_runs(data, tmp_path):
     tb_turns = {
-        "total number of wins": ("import pandas as pd\nd = pd.read_csv('table.csv')\n"
-                                 "print(d[(d.year >= 2020) & (d.year <= 2022)].wins.sum())", "{obs}"),
+        "total number of wins": (
+            "import pandas as pd\nd = pd.read_csv('table.csv')\nprint(d[(d.year >= 2020) & (d.year <= 2022)].wins.sum())",
+            "{obs}",
+        ),
         "more than 10 games": ("print('Owls, Lynx')", "Owls, Lynx"),
         "correlation between wins": ("print(1)", "Negative correlation, -1.00"),
         "How many more wins": ("print(1)", "5"),
@@ -146,8 +148,10 @@ def test_tablebench_and_bird_agent_runs(data, tmp_path):
 
 def test_qrdata_agent_run_and_responses_mode(data, tmp_path):
     turns = {
-        "treatment group improved": ("import pandas as pd\nd = pd.read_csv('trial.csv')\n"
-                                     "print((d[d.group == 'treatment'].outcome == 'improved').mean())", "{obs}"),
+        "treatment group improved": (
+            "import pandas as pd\nd = pd.read_csv('trial.csv')\nprint((d[d.group == 'treatment'].outcome == 'improved').mean())",
+            "{obs}",
+        ),
         "higher improvement rate": ("print(1)", "treatment group"),
         "variance in sales": ("print(1)", "42"),
     }
@@ -242,3 +246,18 @@ def test_report_combines_runs(data, tmp_path):
     md = (tmp_path / "report" / "report.md").read_text()
     assert "| dabench | paper | 50.00 |" in md and "| qrdata | paper | 50.00 |" in md and "| **average** | | 50.00" in md
     assert (tmp_path / "report" / "benchmarks_pass_at_1.png").stat().st_size > 1000
+
+
+def test_judge_fallback_rule_is_labelled(data, tmp_path):
+    responses = tmp_path / "r.jsonl"
+    responses.write_text(json.dumps({"id": 1, "response": "<answer>@mean_units[10.00]</answer>"}) + "\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("judge:\n  max_retries: 0\n  on_unreachable: fallback_rule\n")
+    out = tmp_path / "out"
+    with OpenAITestServer(respond=["I will not give a verdict"]) as srv:
+        assert main(["eval", "dabench", "--data", str(data / "dabench"), "--responses", str(responses), "--out",
+                     str(out), "--no-progress", "--config", str(cfg), "--judge-model", "j", "--judge-base-url",
+                     srv.base_url]) == 0
+    paper = read_results(out)[0]["scores"]["paper"]
+    assert paper["correct"] is True and paper["scorer"].endswith("(judge gave no verdict)")
+    assert paper["judge"].startswith("j @ ") and "unparsed" in paper["reason"]

@@ -101,8 +101,10 @@ def to_markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# {summary['title']}",
         "",
-        f"- items: {summary['items_with_results']} of {summary['items_in_benchmark']} scored, k = {k} run(s), "
-        f"{summary['results']} results, {summary['errors']} errors",
+        (
+            f"- items: {summary['items_with_results']} of {summary['items_in_benchmark']} scored, k = {k} run(s), "
+            f"{summary['results']} results, {summary['errors']} errors"
+        ),
         f"- pass@1 = mean over the {k} runs of the accuracy; pass@{k} = answered correctly in at least one run",
         f"- judge: {', '.join(summary['judges']) or 'none (rule-based scoring)'}",
     ]

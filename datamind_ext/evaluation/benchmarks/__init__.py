@@ -1,5 +1,11 @@
 """The built-in benchmarks; importing this package registers them in ``BENCHMARKS``."""
 
-from datamind_ext.evaluation.benchmarks import bird, dabench, discoverybench, qrdata, tablebench
+from datamind_ext.evaluation.benchmarks import (
+    bird,
+    dabench,
+    discoverybench,
+    qrdata,
+    tablebench,
+)
 
 __all__ = ["bird", "dabench", "discoverybench", "qrdata", "tablebench"]

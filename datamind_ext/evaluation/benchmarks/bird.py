@@ -25,7 +25,12 @@ from pathlib import Path
 from datamind_ext.errors import UserError
 from datamind_ext.evaluation.answers import final_answer
 from datamind_ext.evaluation.benchmark import BENCHMARKS, Benchmark, ScoringContext
-from datamind_ext.evaluation.files import check_files_exist, find_file, read_json, require_keys
+from datamind_ext.evaluation.files import (
+    check_files_exist,
+    find_file,
+    read_json,
+    require_keys,
+)
 from datamind_ext.evaluation.items import EvalItem, Response, Score
 from datamind_ext.evaluation.sqlite_exec import SQLError, run_query, write_csv
 from datamind_ext.protocol import parse_response

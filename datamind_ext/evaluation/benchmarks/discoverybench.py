@@ -20,7 +20,12 @@ from pathlib import Path
 from datamind_ext.errors import UserError
 from datamind_ext.evaluation.answers import final_answer
 from datamind_ext.evaluation.benchmark import BENCHMARKS, Benchmark, ScoringContext
-from datamind_ext.evaluation.files import check_files_exist, find_file, read_json, require_keys
+from datamind_ext.evaluation.files import (
+    check_files_exist,
+    find_file,
+    read_json,
+    require_keys,
+)
 from datamind_ext.evaluation.items import EvalItem, Response, Score
 
 _TEST_DIRS = ("", "real/test", "discoverybench/real/test")

@@ -20,7 +20,12 @@ from pathlib import Path
 from datamind_ext.errors import UserError
 from datamind_ext.evaluation.answers import final_answer, strip_final_answer_prefix
 from datamind_ext.evaluation.benchmark import BENCHMARKS, Benchmark, ScoringContext
-from datamind_ext.evaluation.files import check_files_exist, find_file, read_json, require_keys
+from datamind_ext.evaluation.files import (
+    check_files_exist,
+    find_file,
+    read_json,
+    require_keys,
+)
 from datamind_ext.evaluation.items import EvalItem, Response, Score
 from datamind_ext.evaluation.paper_protocol import judge_or_rule
 
