@@ -36,11 +36,14 @@ def _digest(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool():
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["own-uid", "shared-uid"])
+async def pool(request):
+    """Both modes: per-session uids (root) and the fallback where sessions keep the pool's uid."""
+    if request.param == "own-uid" and os.geteuid() != 0:
+        pytest.skip("per-session uids need root")
     os.environ["DATAMIND_TEST_API_KEY"] = SECRET  # the parent's secret a session must not see
     try:
-        async with InterpreterPool(limits=LIMITS, max_sessions=8) as p:
+        async with InterpreterPool(limits=LIMITS, max_sessions=8, isolate_user=request.param == "own-uid") as p:
             yield p
     finally:
         os.environ.pop("DATAMIND_TEST_API_KEY", None)

@@ -73,8 +73,9 @@ def describe_exit(status: dict[str, int] | None) -> str:
 class _Zygote:
     """Pool-side handle of the zygote process: requests, replies and exit events."""
 
-    def __init__(self, root: Path, preload: Sequence[str], isolate_network: bool) -> None:
+    def __init__(self, root: Path, preload: Sequence[str], isolate_network: bool, isolate_user: bool = True) -> None:
         self.root = root
+        self.isolate_user = isolate_user
         self.preload = list(preload)
         self.isolate_network = isolate_network
         self.proc: subprocess.Popen | None = None
@@ -95,7 +96,9 @@ class _Zygote:
         env = dict(sandbox.SAFE_ENV)
         pkg_parent = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = pkg_parent
-        config = json.dumps({"preload": self.preload, "isolate_network": self.isolate_network})
+        config = json.dumps(
+            {"preload": self.preload, "isolate_network": self.isolate_network, "isolate_user": self.isolate_user}
+        )
         err_path = self.root / "zygote.err"
         with open(err_path, "wb") as err:
             self.proc = await asyncio.to_thread(
@@ -476,6 +479,8 @@ class InterpreterPool:
     ``max_concurrency`` cells run at once (default: the number of CPU cores), the rest queue;
     ``memory_budget_mib``: when the sessions' total unique memory exceeds it, the least
     recently used idle sessions are evicted and rebuilt by replay when next used.
+    ``isolate_network`` / ``isolate_user``: turn off the network namespace / per-session uids
+    (both on by default, applied where the kernel and privileges allow; see ``isolation``).
     """
 
     def __init__(
@@ -487,6 +492,7 @@ class InterpreterPool:
         memory_budget_mib: int | None = None,
         preload: Sequence[str] = DEFAULT_PRELOAD,
         isolate_network: bool = True,
+        isolate_user: bool = True,
         start_timeout_s: float = 180.0,
     ) -> None:
         self.limits = limits or Limits()
@@ -495,6 +501,7 @@ class InterpreterPool:
         self.memory_budget_mib = memory_budget_mib
         self.preload = list(preload)
         self.isolate_network = isolate_network
+        self.isolate_user = isolate_user
         self.start_timeout_s = start_timeout_s
         self.root: Path = Path()
         self.sessions: dict[int, Session] = {}
@@ -523,7 +530,7 @@ class InterpreterPool:
         os.chmod(self.root, 0o711)
         for sub in ("sessions", "stage"):
             (self.root / sub).mkdir(mode=0o711)
-        self._zygote = _Zygote(self.root, self.preload, self.isolate_network)
+        self._zygote = _Zygote(self.root, self.preload, self.isolate_network, self.isolate_user)
         try:
             await self._zygote.start(self.start_timeout_s)
         except BaseException:

@@ -198,6 +198,16 @@ def install_audit_hook(
                 check_write(p, "writing")
             elif p.startswith(pool_prefix) and not inside(p):
                 raise deny(f"[sandbox] reading another session's files is not allowed: {p}")
+            elif guard_signals and p.startswith("/proc/"):
+                # Same uid as the pool: /proc would expose other processes' environment and memory.
+                part = p.split("/")[2]
+                if part.isdigit() and int(part) != os.getpid():
+                    try:
+                        foreign = os.getpgid(int(part)) != own_pgid
+                    except OSError:
+                        foreign = False
+                    if foreign:
+                        raise deny(f"[sandbox] reading other processes' /proc entries is not allowed: {p}")
             return
         if event in _FS_EVENTS:
             check_write(_norm(args[_FS_EVENTS[event]]), event)

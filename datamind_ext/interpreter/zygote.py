@@ -102,11 +102,12 @@ def _warm_up() -> None:
 
 
 class Zygote:
-    def __init__(self, ctrl: socket.socket, isolate_network: bool) -> None:
+    def __init__(self, ctrl: socket.socket, isolate_network: bool, isolate_user: bool = True) -> None:
         self.ctrl = ctrl
         self.sessions: dict[int, dict[str, Any]] = {}
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.isolate_network = isolate_network
+        self.isolate_user = isolate_user
 
     def send(self, obj: dict[str, Any]) -> None:
         self.ctrl.send(json.dumps(obj).encode())
@@ -128,7 +129,11 @@ class Zygote:
             if sandbox.set_child_subreaper()
             else "process groups only"
         )
-        self.uid_mode = sandbox.can_switch_uid()
+        self.uid_mode = sandbox.can_switch_uid() and self.isolate_user
+        if not self.isolate_user:
+            facts["filesystem"] = "sessions keep the pool's uid (per-session uids disabled by configuration)"
+        elif not self.uid_mode:
+            facts["filesystem"] = "sessions keep the pool's uid (not root: per-session uids need CAP_SETUID)"
         if self.uid_mode:
             here = os.getcwd()  # the pool's own directory: traversable, deliberately not listable
             needed = [p for p in [*sys.path, sys.prefix, sys.base_prefix, os.path.dirname(sys.executable)] if p and os.path.realpath(p) != here]
@@ -303,7 +308,9 @@ def main(argv: list[str]) -> int:
     config = json.loads(argv[1]) if len(argv) > 1 else {}
     ctrl = socket.socket(fileno=fd)
     ctrl.set_inheritable(False)
-    zygote = Zygote(ctrl, isolate_network=config.get("isolate_network", True))
+    zygote = Zygote(
+        ctrl, isolate_network=config.get("isolate_network", True), isolate_user=config.get("isolate_user", True)
+    )
     zygote.start(list(config.get("preload", DEFAULT_PRELOAD)))
     zygote.serve()
     return 0
