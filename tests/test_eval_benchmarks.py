@@ -292,3 +292,27 @@ def test_bird_broken_gold_sql_fails_only_its_unit(data, tmp_path):
     s = score("bird", data / "bird", tmp_path / "o", {"0": {"sql": "SELECT 2"}, "2": {"sql": "SELECT 1"}})
     assert s["errors"] == 1 and "gold SQL failed" in s["first_error"]
     assert s["overall"]["paper"]["pass@1"] == 1.0 and s["overall"]["paper"]["items"] == 1
+
+
+def test_bird_sql_is_the_call_that_wrote_the_named_csv():
+    from datamind_ext.evaluation.benchmarks.bird import extract_sql
+
+    code = (
+        "<code>\n```python\nexecute_sql(sql='SELECT \"a\" || \\'b\\' FROM t', output_path='first.csv')\n"
+        "execute_sql(\"SELECT 2\", \"second.csv\")\n```\n</code>"
+    )
+    traj = [{"role": "user", "content": "q"}, {"role": "assistant", "content": code},
+            {"role": "user", "content": "<interpreter>ok</interpreter>"}]
+    named_first = Response(item_id="0", trajectory=[*traj, {"role": "assistant",
+                                                              "content": "<answer>saved in 'first.csv'</answer>"}])
+    assert extract_sql(named_first) == "SELECT \"a\" || 'b' FROM t"
+    named_none = Response(item_id="0", trajectory=[*traj, {"role": "assistant", "content": "<answer>done</answer>"}])
+    assert extract_sql(named_none) == "SELECT 2"
+
+
+def test_bird_agent_run_without_answer_scores_zero(data, tmp_path):
+    traj = [{"role": "user", "content": "q"},
+            {"role": "assistant", "content": "<code>\n```python\nexecute_sql(sql=\"SELECT COUNT(*) FROM customers "
+                                             "WHERE city = 'Avon'\", output_path='r.csv')\n```\n</code>"}]
+    s = score("bird", data / "bird", tmp_path / "o", {"0": {"trajectory": traj}})
+    assert s["overall"]["paper"]["pass@1"] == 0.0 and s["overall"]["official"]["pass@1"] == 0.0

@@ -18,6 +18,7 @@ official execution accuracy (the sets of result rows are equal; needs the predic
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import re
 from pathlib import Path
@@ -47,21 +48,54 @@ PAPER_LABEL = "bird-paper (result CSV: gold columns matched, order ignored, abs_
 OFFICIAL_LABEL = "bird-official-ex (set of result rows equal)"
 
 
+def _execute_sql_calls(cell: str) -> list[tuple[str, str | None]]:
+    """(sql, output_path) of every ``execute_sql(...)`` call in a code cell, in order.
+
+    Read with :mod:`ast` so quoting and escapes are handled as Python does; a cell that does not
+    parse falls back to a regular expression (sql only).
+    """
+    try:
+        tree = ast.parse(cell)
+    except SyntaxError:
+        return [(m.group("sql"), None) for m in _EXECUTE_SQL.finditer(cell)]
+    calls: list[tuple[int, int, str, str | None]] = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "execute_sql"):
+            continue
+        args = {kw.arg: kw.value for kw in node.keywords if kw.arg}
+        for name, value in zip(("sql", "output_path"), node.args, strict=False):
+            args.setdefault(name, value)
+        sql, out = args.get("sql"), args.get("output_path")
+        if isinstance(sql, ast.Constant) and isinstance(sql.value, str):
+            path = out.value if isinstance(out, ast.Constant) and isinstance(out.value, str) else None
+            calls.append((node.lineno, node.col_offset, sql.value, path))
+    return [(sql, path) for _, _, sql, path in sorted(calls)]
+
+
 def extract_sql(response: Response) -> str | None:
-    """The query a response ends on: its ``sql`` field, else the last one in its transcript."""
+    """The query a response stands on.
+
+    Its ``sql`` field if given; else, in a transcript, the ``execute_sql`` call that wrote the
+    CSV the answer names (the last such call), or the last call if the answer names none; else
+    the last ``sql`` fence, or an answer that is itself a query.
+    """
     if response.sql:
         return response.sql
     texts = [m.get("content", "") for m in response.trajectory or [] if m.get("role") == "assistant"]
     texts = texts or [response.text or ""]
-    found: list[str] = []
+    calls: list[tuple[str, str | None]] = []
+    fences: list[str] = []
     for text in texts:
-        cells = parse_response(text).code_cells or [text]
-        for cell in cells:
-            found += [m.group("sql") for m in _EXECUTE_SQL.finditer(cell)]
-            found += _SQL_FENCE.findall(cell)
-    if found:
-        return found[-1].strip()
+        for cell in parse_response(text).code_cells or [text]:
+            calls += _execute_sql_calls(cell)
+            fences += _SQL_FENCE.findall(cell)
     answer = final_answer(response)
+    named = answer_csv_name(answer)
+    if calls:
+        chosen = [sql for sql, path in calls if named and path and Path(path).name == Path(named).name]
+        return (chosen or [calls[-1][0]])[-1].strip()
+    if fences:
+        return fences[-1].strip()
     if answer and re.match(r"\s*(select|with)\b", answer, re.IGNORECASE):
         return answer.strip()
     return None
@@ -152,6 +186,12 @@ class Bird(Benchmark):
         from datamind_ext.rewards import compare_tables
 
         gold_path, gold_rows = self.gold(item, ctx)
+        if response.trajectory is not None and final_answer(response) is None:
+            # An agent run that never answered scores 0, as in the paper (the answer names the CSV).
+            return {
+                "paper": Score(correct=False, value=0.0, scorer=PAPER_LABEL, reason="no final answer"),
+                "official": Score(correct=False, value=0.0, scorer=OFFICIAL_LABEL, reason="no final answer"),
+            }
         sql = extract_sql(response)
         pred_rows: list[tuple] | None = None
         sql_error: str | None = None
