@@ -46,8 +46,8 @@ class TaskSpec(BaseModel):
     table_label: str
     file_format: str
     files: list[str]
-    answer_kind: Literal["number", "label"]
-    cells: list[Cell]
+    answer_kind: Literal["number", "label"] | None = None
+    cells: list[Cell] = Field(default_factory=list)
     seed: int
     source: Literal["programmatic", "llm"] = "programmatic"
 

@@ -1,0 +1,227 @@
+"""The LLM path: task generation, knowledge-augmented sampling, self-consistency, judge, critique.
+
+* Tasks: per table, a category is drawn from the taxonomy and an LLM writes a task from the
+  file's meta information, the category definition and its few-shot examples; composition asks
+  for a harder task built on the previous one's result, 2–5 levels (the chain is recorded).
+* Trajectories: N samples per task (default 3) through the project's one multi-turn loop
+  (:class:`datamind_ext.agent.TurnLoop`), with the category's workflow hint added to the system
+  prompt and every code cell executed for real in the interpreter. The stored trajectory has the
+  plain system prompt, so training does not depend on the hint.
+* Consistency: if all N answers agree (the rewards matcher), a judge picks the best one and its
+  answer becomes the gold; if not, the judge's reasoning is fed back as a critique and N new
+  samples are drawn, for at most ``critique_rounds`` rounds. Either way a consensus record says
+  what happened, so the filter report can count it.
+
+Resumable like every stage: each sampled trajectory and each consensus is appended under its
+content key; a rerun reuses stored samples and only draws what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from datamind_ext.agent.chat import restore_stop
+from datamind_ext.agent.config import AgentBudgets
+from datamind_ext.agent.loop import EpisodeView, TurnLoop, TurnOutput
+from datamind_ext.protocol import TURN_STOPS, Message, Trajectory
+from datamind_ext.synthesis.config import SynthConfig
+from datamind_ext.synthesis.execute import close_shared_executor, shared_executor
+from datamind_ext.synthesis.filters import answers_agree
+from datamind_ext.synthesis.llm_client import LLMClient, LLMError, TokenLedger
+from datamind_ext.synthesis.programs import TaskSpec, _difficulty
+from datamind_ext.synthesis.prompts import critique_text, generator_prompt, judge_prompt, system_prompt
+from datamind_ext.synthesis.runner import progress
+from datamind_ext.synthesis.store import JsonlStore, content_key
+from datamind_ext.synthesis.taxonomy import load_taxonomy, workflow_hint
+
+_TAG = {t: re.compile(rf"<{t}>(.*?)</{t}>", re.S) for t in ("question", "description", "type", "reasoning", "correct", "number")}
+
+
+def tag(text: str, name: str) -> str | None:
+    m = _TAG[name].search(text or "")
+    return m.group(1).strip() if m else None
+
+
+class LedgerChatPolicy:
+    """A TurnLoop policy over :class:`LLMClient` (retries, concurrency bound and token ledger)."""
+
+    def __init__(self, client: LLMClient, seed: int | None = None) -> None:
+        self.client = client
+        self.seed = seed
+
+    async def generate(self, view: EpisodeView, max_tokens: int) -> TurnOutput:
+        r = await self.client.chat(view.messages, stop=list(TURN_STOPS), max_tokens=max_tokens, seed=self.seed)
+        text = restore_stop(r.content, r.finish_reason, r.stop_reason)
+        return TurnOutput(text=text, finish_reason="length" if r.finish_reason == "length" else "stop",
+                          n_tokens=r.usage.get("completion_tokens"))
+
+
+def _save_ledger(cfg: SynthConfig, ledger: TokenLedger) -> None:
+    if ledger.requests:
+        ledger.save_into(Path(cfg.out) / "ledger.json", cfg.llm)
+
+
+# ------------------------------------------------------------------------------------- tasks
+
+
+async def generate_llm_task(client: LLMClient, profile: Any, categories: list[Any], depth: int, seed: int) -> tuple[dict | None, str | None]:
+    """One composed task: ``depth`` generator calls, each building on the previous question."""
+    chain: list[dict[str, str]] = []
+    previous: str | None = None
+    for level, cat in enumerate(categories[:depth]):
+        prompt = generator_prompt(profile, cat, previous)
+        try:
+            r = await client.chat([{"role": "user", "content": prompt}], temperature=0.7, seed=seed + level)
+        except LLMError as err:
+            return None, f"llm_error:{err}"[:200]
+        q = tag(r.content, "question")
+        if not q:
+            return None, "unparseable_task"
+        chain.append({"op": f"llm_level_{level + 1}", "category": cat.slug, "question": q,
+                      "description": tag(r.content, "description") or ""})
+        previous = q
+    return {"question": chain[-1]["question"], "category": chain[-1]["category"], "chain": chain}, None
+
+
+async def run_llm_tasks(cfg: SynthConfig, store: JsonlStore) -> None:
+    from datamind_ext.synthesis.pipeline import load_profiles
+
+    profiles, _ = load_profiles(cfg)
+    tax = list(load_taxonomy().values())
+    todo = []
+    for p in profiles:
+        rng = random.Random(f"{cfg.seed}|llm|{p.key}")
+        for i in range(cfg.llm_tasks_per_table):
+            depth = rng.randint(cfg.min_depth, cfg.max_depth)
+            cats = [tax[rng.randrange(len(tax))] for _ in range(depth)]
+            seed = rng.randrange(1 << 30)  # drawn whether or not the task is done: keeps later draws stable
+            key = content_key("llm-task", p.key, cfg.seed, i, cfg.llm.model, [c.slug for c in cats])
+            if key not in store:
+                todo.append((key, p, cats, depth, seed))
+    ledger = TokenLedger()
+    client = LLMClient(cfg.llm, ledger, cfg.seed)
+
+    async def one(item: tuple) -> dict[str, Any]:
+        key, p, cats, depth, seed = item
+        task, why = await generate_llm_task(client, p, cats, depth, seed)
+        if task is None:
+            return {"key": key, "status": "error" if why.startswith("llm_error") else "rejected", "reason": why,
+                    "spec": {"category": cats[-1].slug}}
+        spec = TaskSpec(key=key, question=task["question"], category=task["category"], chain=task["chain"], depth=depth,
+                        difficulty=_difficulty(depth), table_key=p.key, table_label=p.label, file_format=p.format,
+                        files=[p.path], seed=seed, source="llm")
+        return {"key": key, "status": "ok", "reason": None, "gold": None, "spec": spec.model_dump()}
+
+    try:
+        with progress(len(todo), "tasks (llm)") as bar:
+            for fut in asyncio.as_completed([one(x) for x in todo]):
+                rec = await fut
+                if rec["status"] != "error":
+                    store.append(rec)
+                bar.update(1)
+    finally:
+        await client.aclose()
+        _save_ledger(cfg, ledger)
+
+
+# ------------------------------------------------------------------------------ trajectories
+
+
+async def judge(client: LLMClient, cfg: SynthConfig, question: str, answers: list[str]) -> tuple[bool | None, int, str]:
+    """(consistent per the judge or None if unparseable, 0-based best index, reasoning)."""
+    try:
+        r = await client.chat([{"role": "user", "content": judge_prompt(question, answers)}],
+                              model=cfg.llm.judge_model or cfg.llm.model, temperature=0.0)
+    except LLMError as err:
+        return None, 0, f"judge unavailable: {err}"
+    correct = (tag(r.content, "correct") or "").lower()
+    try:
+        best = int(tag(r.content, "number") or "1") - 1
+    except ValueError:
+        best = 0
+    best = best if 0 <= best < len(answers) else 0
+    return (True if correct == "yes" else False if correct == "no" else None), best, tag(r.content, "reasoning") or ""
+
+
+async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient, store: JsonlStore) -> dict[str, Any]:
+    """Sample, check consistency, judge; critique-and-resample up to ``critique_rounds`` times."""
+    spec = TaskSpec(**task["spec"])
+    files = [str(Path(f).resolve()) for f in spec.files]
+    plain_system = system_prompt(spec.files, cfg.max_turns)
+    hinted_system = system_prompt(spec.files, cfg.max_turns, knowledge=workflow_hint(spec.category))
+    # the cell time limit is the interpreter's (the executor's timeout_s)
+    budgets = AgentBudgets(max_turns=cfg.max_turns, max_tokens_per_turn=cfg.llm.max_tokens,
+                           max_response_tokens=cfg.max_turns * cfg.llm.max_tokens, max_observation_chars=cfg.max_obs_chars)
+    executor = shared_executor(timeout_s=cfg.cell_timeout_s)
+    stored = {r["key"]: r for r in store.records() if r.get("task_key") == spec.key}
+    critique = ""
+    reason = "inconsistent"
+    for rnd in range(cfg.critique_rounds + 1):
+        keys = [content_key("llm-sample", spec.key, rnd, i, cfg.llm.model) for i in range(cfg.samples_per_task)]
+
+        async def draw(i: int, key: str) -> dict[str, Any]:
+            if key in stored:
+                return stored[key]
+            user = spec.question + critique
+            loop = TurnLoop(LedgerChatPolicy(client, seed=spec.seed * 100 + rnd * 10 + i), executor.session, budgets)
+            ep = await loop.run([{"role": "system", "content": hinted_system}, {"role": "user", "content": user}], files)
+            if ep.error and "LLMError" in ep.error:
+                return {"key": key, "status": "error", "reason": ep.error}
+            msgs = [Message(role="system", content=plain_system), Message(role="user", content=spec.question)]
+            msgs += [Message(**m) for m in ep.messages[2:]]
+            traj = Trajectory(id=content_key("llm-traj", key), messages=msgs, task_id=spec.key, files=list(spec.files),
+                              category=spec.category, difficulty=spec.depth,
+                              meta={"source": "llm", "question": spec.question, "chain": spec.chain, "round": rnd,
+                                    "difficulty_label": spec.difficulty, "file_format": spec.file_format,
+                                    "table": spec.table_label})
+            rec = {"key": key, "task_key": spec.key, "sampler": "llm", "round": rnd, "answer": ep.answer,
+                   "status": "rejected" if ep.void else "ok", "reason": ep.void_reason, "trajectory": traj.model_dump()}
+            store.append(rec)
+            return rec
+
+        recs = await asyncio.gather(*(draw(i, k) for i, k in enumerate(keys)))
+        if any(r["status"] == "error" for r in recs):
+            return {"key": content_key("consensus", spec.key), "task_key": spec.key, "status": "error",
+                    "reason": next(r["reason"] for r in recs if r["status"] == "error")}
+        answers = [r.get("answer") if r["status"] == "ok" else None for r in recs]
+        consistent = answers_agree(answers)
+        verdict, best, reasoning = await judge(client, cfg, spec.question, [a or "(no answer)" for a in answers])
+        if consistent and verdict is not False:
+            chosen = recs[best] if answers[best] is not None else recs[0]
+            return {"key": content_key("consensus", spec.key), "task_key": spec.key, "category": spec.category,
+                    "status": "ok", "reason": None, "selected": chosen["trajectory"]["id"], "gold": chosen["answer"],
+                    "rounds": rnd + 1, "answers": answers}
+        reason = "inconsistent" if not consistent else "judge_rejected"
+        critique = critique_text(reasoning or f"The attempts gave different answers: {answers}.")
+    return {"key": content_key("consensus", spec.key), "task_key": spec.key, "category": spec.category,
+            "status": "rejected", "reason": reason, "selected": None, "gold": None, "rounds": cfg.critique_rounds + 1}
+
+
+async def run_llm_trajectories(cfg: SynthConfig, store: JsonlStore, tasks: list[dict[str, Any]]) -> None:
+    from datamind_ext.synthesis.pipeline import CONSENSUS, out_path
+
+    consensus = JsonlStore(out_path(cfg, CONSENSUS))
+    todo = [t for t in tasks if content_key("consensus", t["key"]) not in consensus]
+    ledger = TokenLedger()
+    client = LLMClient(cfg.llm, ledger, cfg.seed)
+    sem = asyncio.Semaphore(max(1, cfg.llm.concurrency // max(1, cfg.samples_per_task)))
+
+    async def one(t: dict[str, Any]) -> dict[str, Any]:
+        async with sem:
+            return await sample_task(t, cfg, client, store)
+
+    try:
+        with consensus, progress(len(todo), "trajectories (llm)") as bar:
+            for fut in asyncio.as_completed([one(t) for t in todo]):
+                rec = await fut
+                if rec["status"] != "error":
+                    consensus.append(rec)
+                bar.update(1)
+    finally:
+        await client.aclose()
+        await close_shared_executor()
+        _save_ledger(cfg, ledger)
