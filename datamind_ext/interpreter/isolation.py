@@ -20,9 +20,9 @@ try:
     res["raw_socket"] = "created" if fd >= 0 else "refused"
     if fd >= 0:
         import struct
-        addr = struct.pack("!HH4s8x", 2, 53, bytes([1, 1, 1, 1]))
+        addr = struct.pack("=H", 2) + struct.pack("!H4s8x", 53, bytes([1, 1, 1, 1]))
         rc = libc.connect(fd, addr, len(addr))
-        res["raw_connect"] = "CONNECTED" if rc == 0 else os.strerror(ctypes.get_errno())
+        res["raw_connect"] = "CONNECTED" if rc == 0 else "connect failed: " + os.strerror(ctypes.get_errno())
 except Exception as e:
     res["raw_socket"] = repr(e)
 res["uid"] = os.getuid()
