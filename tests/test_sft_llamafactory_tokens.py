@@ -82,3 +82,35 @@ def test_llamafactory_truncates_what_the_export_drops(tmp_path, tiny_model_path,
     rows = _lf_dataset(tmp_path / "kept", "datamind", tiny_model_path, cutoff_len, tmp_path / "out2")
     assert len(rows) == 1
     assert rows[0]["input_ids"] == render_messages(tiny_tokenizer, sample_trajectory(1).messages).input_ids
+
+
+def test_template_check_finds_layout_differences_before_training(tiny_tokenizer):
+    """The pre-training check runs LLaMA-Factory's converter + template + processor on exported rows."""
+    from datamind_ext.integrations.llamafactory.template_check import check_template
+    from datamind_ext.sft import sharegpt_record
+
+    rows = [sharegpt_record(t) for t in [sample_trajectory(0), *_edge_cases()]]
+    assert check_template({"template": "qwen", "cutoff_len": 4096}, tiny_tokenizer, rows) == []
+    # qwen3_nothink has no default system prompt: only the trajectory without a system turn differs.
+    found = check_template({"template": "qwen3_nothink", "cutoff_len": 4096}, tiny_tokenizer, rows)
+    assert [m.trajectory_id for m in found] == ["no-system"] and found[0].position == 1
+    # qwen3 (a reasoning template) inserts empty <think> blocks into trained turns.
+    found = check_template({"template": "qwen3", "cutoff_len": 4096}, tiny_tokenizer, rows)
+    assert "whitespace-unicode" in [m.trajectory_id for m in found]
+    assert any("<think>" in m.llamafactory for m in found)
+
+
+def test_sft_refuses_a_template_that_renders_differently(tmp_path, tiny_model_path):
+    from datamind_ext.errors import UserError
+    from datamind_ext.integrations.llamafactory.sft_entry import prepare_sft
+    from datamind_ext.protocol import write_jsonl
+    from datamind_ext.sft.config import DatamindSFTConfig
+
+    write_jsonl(tmp_path / "t.jsonl", [_edge_cases()[0], *sample_trajectories(2)])
+    lf = {"model_name_or_path": str(tiny_model_path), "template": "qwen3_nothink", "cutoff_len": 1024,
+          "output_dir": str(tmp_path / "out"), "do_train": True}
+    block = DatamindSFTConfig(trajectories=[str(tmp_path / "t.jsonl")])
+    with pytest.raises(UserError, match="no-system: ids differ at token 1"):
+        prepare_sft(lf, block)
+    prepared = prepare_sft({**lf, "template": "qwen"}, block)
+    assert any("matches the chat template on 3 rows" in n for n in prepared.notes)

@@ -36,6 +36,10 @@ class DatamindSFTConfig(StrictModel):
         None, gt=0, description="drop longer trajectories (default: cutoff_len; larger would be truncated)"
     )
     min_trajectories: int = Field(1, ge=1, description="fail if fewer trajectories survive the checks")
+    template_check_rows: int = Field(
+        16, ge=0, description="rows rendered by both LLaMA-Factory's template and the model's chat template, "
+        "which must agree token for token before training starts (0 = skip)"
+    )
 
 
 def split_sft_config(raw: Any, where: str) -> tuple[dict[str, Any], DatamindSFTConfig]:

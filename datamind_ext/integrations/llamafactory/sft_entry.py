@@ -120,8 +120,37 @@ def _load_tokenizer(lf_args: dict[str, Any]) -> Any:
     )
 
 
-def _check_existing_dataset(lf_args: dict[str, Any], cutoff_len: int) -> list[str]:
-    """For a dataset exported earlier, make sure its length filter fits this ``cutoff_len``."""
+def _first_rows(data_file: Path, n: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if n <= 0 or not data_file.is_file():
+        return rows
+    for row in read_jsonl(data_file):
+        rows.append(row)
+        if len(rows) >= n:
+            break
+    return rows
+
+
+def _check_template(lf_args: dict[str, Any], block: DatamindSFTConfig, data_file: Path, tokenizer: Any = None) -> str | None:
+    """Fail unless LLaMA-Factory's template renders the first rows exactly as the chat template."""
+    rows = _first_rows(data_file, block.template_check_rows)
+    if not rows:
+        return None
+    from datamind_ext.integrations.llamafactory.template_check import check_template
+
+    mismatches = check_template(lf_args, tokenizer or _load_tokenizer(lf_args), rows)
+    if mismatches:
+        shown = "; ".join(m.describe() for m in mismatches[:3])
+        raise UserError(
+            f"LLaMA-Factory's template {lf_args.get('template')!r} renders {len(mismatches)}/{len(rows)} checked "
+            f"trajectories differently from the model's chat template (used by RL and evaluation): {shown}. "
+            f"Pick the matching template (or register one); {BLOCK_KEY}.template_check_rows=0 skips this check"
+        )
+    return f"LLaMA-Factory's template {lf_args.get('template')!r} matches the chat template on {len(rows)} rows"
+
+
+def _check_existing_dataset(lf_args: dict[str, Any], block: DatamindSFTConfig, cutoff_len: int) -> list[str]:
+    """For a dataset exported earlier, check its length filter against ``cutoff_len`` and its rendering."""
     notes = []
     dataset_dir = Path(lf_args.get("dataset_dir") or "data")
     report_path = dataset_dir / REPORT_FILE
@@ -137,6 +166,9 @@ def _check_existing_dataset(lf_args: dict[str, Any], cutoff_len: int) -> list[st
                 f"dataset {name!r} in {dataset_dir} was exported with max_tokens={max_tokens}; LLaMA-Factory would "
                 f"truncate trajectories at cutoff_len={cutoff_len}. Re-export with max_tokens <= cutoff_len"
             )
+        note = _check_template(lf_args, block, dataset_dir / Path(report["data_file"]).name)
+        if note:
+            notes.append(note)
     return notes
 
 
@@ -153,18 +185,19 @@ def prepare_sft(lf_args: dict[str, Any], block: DatamindSFTConfig, *, export_suf
     if not block.trajectories:
         if not lf_args.get("dataset"):
             raise UserError(f"no data: set `dataset` (LLaMA-Factory) or `{BLOCK_KEY}.trajectories`")
-        prepared.notes += _check_existing_dataset(lf_args, cutoff_len)
+        prepared.notes += _check_existing_dataset(lf_args, block, cutoff_len)
         return prepared
     if lf_args.get("dataset"):
         raise UserError(f"set either `dataset` or `{BLOCK_KEY}.trajectories`, not both")
     if not lf_args.get("output_dir"):
         raise UserError("output_dir is required")
     export_dir = Path(block.export_dir or Path(lf_args["output_dir"]) / "datamind_dataset") / export_suffix
+    tokenizer = _load_tokenizer(lf_args)
     report = export_llamafactory_dataset(
         _read_trajectories(block.trajectories),
         export_dir,
         name=block.dataset_name,
-        tokenizer=_load_tokenizer(lf_args),
+        tokenizer=tokenizer,
         max_tokens=block.max_tokens or cutoff_len,
     )
     if report.n_written < block.min_trajectories:
@@ -172,6 +205,9 @@ def prepare_sft(lf_args: dict[str, Any], block: DatamindSFTConfig, *, export_suf
             f"only {report.n_written} of {report.n_input} trajectories are usable "
             f"(min_trajectories={block.min_trajectories}); {report.reason_counts()} — see {export_dir / REPORT_FILE}"
         )
+    note = _check_template(lf_args, block, Path(report.data_file), tokenizer)
+    if note:
+        prepared.notes.append(note)
     lf_args["dataset"] = block.dataset_name
     lf_args["dataset_dir"] = str(export_dir)
     prepared.export = report
