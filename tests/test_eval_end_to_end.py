@@ -261,3 +261,28 @@ def test_judge_fallback_rule_is_labelled(data, tmp_path):
     paper = read_results(out)[0]["scores"]["paper"]
     assert paper["correct"] is True and paper["scorer"].endswith("(judge gave no verdict)")
     assert paper["judge"].startswith("j @ ") and "unparsed" in paper["reason"]
+
+
+@pytest.mark.slow
+def test_agent_run_against_a_real_model_server(data, tmp_path, tiny_model_path):
+    """The whole path against a model (the tiny random Qwen2 on the project's CPU OpenAI server, as
+    a stand-in for ``vllm serve``): its turns are noise, so every episode ends without an answer and
+    scores 0 — but every unit runs, is recorded, and nothing fails."""
+    from datamind_ext.generation import HFGenerationEngine
+    from datamind_ext.generation.server import BackgroundServer
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("budgets:\n  max_turns: 2\n  max_tokens_per_turn: 24\n")
+    out = tmp_path / "out"
+    engine = HFGenerationEngine(tiny_model_path, max_batch_size=8)
+    try:
+        with BackgroundServer(engine) as srv:
+            assert main(["eval", "dabench", "--data", str(data / "dabench"), "--model", "tiny", "--base-url",
+                         srv.base_url, "--k", "1", "--out", str(out), "--no-progress", "--config", str(cfg)]) == 0
+    finally:
+        engine.close()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["errors"] == 0 and summary["results"] == 3
+    assert summary["overall"]["official"]["pass@1"] == 0.0
+    responses = [json.loads(x) for x in (out / "responses.jsonl").read_text().splitlines()]
+    assert all(r["trajectory"][0]["role"] == "system" and len(r["trajectory"]) >= 3 for r in responses)

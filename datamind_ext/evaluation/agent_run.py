@@ -45,6 +45,7 @@ class AgentGenerator:
         model: str,
         budgets: Any,
         sampling: dict[str, Any],
+        limits: Any = None,
         files_dir: Path,
         session_factory: Any = None,
         api_key: str | None = None,
@@ -55,6 +56,7 @@ class AgentGenerator:
         self.base_url = base_url
         self.model = model
         self.budgets = budgets
+        self.limits = limits
         self.sampling = dict(sampling)
         self.files_dir = files_dir
         self.session_factory = session_factory or self._pool_session
@@ -64,7 +66,7 @@ class AgentGenerator:
         self.client = httpx.AsyncClient(timeout=request_timeout_s)
 
     async def _pool_session(self, files: Any) -> Any:
-        """A session of the run's interpreter pool (the training interpreter, cell limit from budgets)."""
+        """A session of the run's interpreter pool (the training interpreter, the run's limits)."""
         import asyncio
 
         from datamind_ext.interpreter import InterpreterPool, Limits
@@ -73,8 +75,7 @@ class AgentGenerator:
             self._pool_lock = asyncio.Lock()
         async with self._pool_lock:
             if self._pool is None:
-                limits = Limits(timeout_s=self.budgets.cell_timeout_s, output_max_chars=self.budgets.max_observation_chars)
-                self._pool = await InterpreterPool(limits=limits).start()
+                self._pool = await InterpreterPool(limits=self.limits or Limits()).start()
         return await self._pool.open_session(list(files))
 
     async def __call__(self, item: EvalItem, run: int) -> Response:

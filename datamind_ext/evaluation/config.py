@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 
 from datamind_ext.agent.config import AgentBudgets
 from datamind_ext.config import StrictModel
+from datamind_ext.interpreter import Limits
 from datamind_ext.rewards import JudgeConfig
 
 
@@ -32,6 +33,9 @@ class EvalConfig(StrictModel):
     request_timeout_s: float = Field(600.0, gt=0, description="time limit of one chat completion request")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     budgets: AgentBudgets = Field(default_factory=AgentBudgets)
+    interpreter: Limits = Field(
+        default_factory=Limits, description="per-cell limits of the interpreter sessions (time, memory, output)"
+    )
     judge: JudgeConfig = Field(
         default_factory=lambda: JudgeConfig(on_unreachable="error"),
         description="the LLM judge (rewards.JudgeConfig): DiscoveryBench always, the 'paper' scorers when a model "
