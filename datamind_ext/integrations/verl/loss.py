@@ -52,6 +52,9 @@ class DataMindLossConfig(SftRlLossConfig):
     expert_messages_key: str = Field(
         "expert_messages", description="key of the expert trajectory (a messages list) in each row's extra_info"
     )
+    void_key: str = Field(
+        "dm_void", description="flag in each rollout's extra_fields (set by the agent loop) marking a void trajectory"
+    )
     success_threshold: float = Field(0.0, description="adaptive schedule: a rollout succeeds if its reward is above")
 
 

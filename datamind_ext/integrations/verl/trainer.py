@@ -168,7 +168,7 @@ def _make_trainer_cls() -> type:
             # role flags for the rollouts: never expert; void from the agent loop's extra_fields
             flags = {
                 "is_expert": torch.zeros(len(batch), dtype=torch.int64),
-                "is_void": torch.tensor([_void_flag(extra_fields[i], "void") for i in range(len(batch))], dtype=torch.int64),
+                "is_void": torch.tensor([_void_flag(extra_fields[i], cfg.void_key) for i in range(len(batch))], dtype=torch.int64),
             }
             from tensordict import TensorDict
 
