@@ -1,0 +1,109 @@
+"""Programmatic generator: composition depth and chain, category coverage, question variety,
+determinism; the program's ground truth and the expert trajectory come from real execution."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from datamind_ext.protocol import parse_response, validate_structure
+from datamind_ext.synthesis.execute import close_shared_executor, shared_executor
+from datamind_ext.synthesis.expert import expert_trajectory, ground_truth
+from datamind_ext.synthesis.profile import TableProfile, find_data_files, profile_file
+from datamind_ext.synthesis.programs import OPS, PROGRAMMATIC_CATEGORIES, can_finish, make_task_specs
+from datamind_ext.synthesis.taxonomy import load_knowledge, load_taxonomy
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "files"
+
+
+@pytest.fixture(scope="module")
+def profiles() -> list[TableProfile]:
+    return [p for f in find_data_files(SAMPLES) for p in profile_file(f) if isinstance(p, TableProfile)]
+
+
+def test_taxonomy_and_knowledge_cover_18_categories() -> None:
+    tax = load_taxonomy()
+    assert len(tax) == 18 and all(len(c.examples) >= 4 for c in tax.values())
+    assert set(tax) <= set(load_knowledge())
+    assert PROGRAMMATIC_CATEGORIES <= set(tax)
+    assert len(PROGRAMMATIC_CATEGORIES) >= 12
+
+
+def test_composition_depth_chain_and_categories(profiles: list[TableProfile]) -> None:
+    specs = [s for p in profiles for s in make_task_specs(p, 10, seed=0, min_depth=1, max_depth=5)]
+    assert Counter(s.depth for s in specs).keys() == {1, 2, 3, 4, 5}
+    for s in specs:
+        assert len(s.chain) == s.depth and len(s.cells) == s.depth + 1  # inspect cell + one per step
+        assert s.difficulty == {1: "easy", 2: "easy", 3: "medium", 4: "hard", 5: "hard"}[s.depth]
+    assert len({s.category for s in specs}) >= 12
+    # the same question text never appears for two files
+    by_text: dict[str, set[str]] = {}
+    for s in specs:
+        by_text.setdefault(s.question, set()).add(s.table_key)
+    assert all(len(v) == 1 for v in by_text.values())
+    assert len(by_text) == len(specs)
+
+
+def test_chains_can_always_be_finished() -> None:
+    for depth in range(1, 6):
+        assert can_finish("table", depth)
+    assert not can_finish("table", 0) and can_finish("number", 0)
+    assert {o.inp for o in OPS} == {"table", "groups", "label"}
+
+
+def test_seeded_determinism(profiles: list[TableProfile]) -> None:
+    p = profiles[0]
+    a = [s.model_dump() for s in make_task_specs(p, 8, seed=3)]
+    b = [s.model_dump() for s in make_task_specs(p, 8, seed=3)]
+    c = [s.model_dump() for s in make_task_specs(p, 8, seed=4)]
+    assert a == b and a != c
+
+
+def test_ground_truth_and_expert_trajectory_from_real_execution(profiles: list[TableProfile]) -> None:
+    by_name = {p.label: p for p in profiles}
+    specs = [s for name in ("retail_sales.csv", "library.sqlite (books)", "school_grades.xlsx (term1)")
+             for s in make_task_specs(by_name[name], 2, seed=1, min_depth=2, max_depth=3)]
+
+    async def run() -> list:
+        ex = shared_executor()
+        try:
+            out = []
+            for s in specs:
+                gold, why = await ground_truth(s, ex)
+                assert gold is not None, (s.question, why)
+                traj, why = await expert_trajectory(s, gold, ex)
+                out.append((s, gold, traj, why))
+            return out
+        finally:
+            await close_shared_executor()
+
+    for spec, gold, traj, why in asyncio.run(run()):
+        assert traj is not None, why
+        assert validate_structure(traj) == []
+        assert traj.final_answer == gold == traj.ground_truth
+        obs = [m.content for m in traj.messages if m.role == "user"][1:]
+        assert len(obs) == len(spec.cells) and all("The code ran successfully" in o for o in obs)
+        # the inspect cell's observation is the real table shape
+        assert obs[0].count("(") >= 1
+        for m in traj.messages:
+            if m.role == "assistant":
+                assert parse_response(m.content, model_turn=True).format_ok(soft=("text_outside_tags", "no_answer"))
+
+
+def test_failing_program_is_rejected_with_reason(profiles: list[TableProfile]) -> None:
+    spec = make_task_specs(profiles[0], 1, seed=0)[0]
+    broken = spec.model_copy(update={"cells": [*spec.cells[:-1], spec.cells[-1].model_copy(update={"code": "print(undefined_name)"})]})
+    empty = spec.model_copy(update={"cells": [*spec.cells, spec.cells[-1].model_copy(update={"code": "print(float('nan'))"})]})
+
+    async def run() -> tuple:
+        try:
+            return await ground_truth(broken, shared_executor()), await ground_truth(empty, shared_executor())
+        finally:
+            await close_shared_executor()
+
+    (g1, why1), (g2, why2) = asyncio.run(run())
+    assert g1 is None and why1.startswith("program_error:") and "NameError" in why1
+    assert g2 is None and why2 == "degenerate_answer:nan"
