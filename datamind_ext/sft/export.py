@@ -14,6 +14,8 @@ them at ``cutoff_len``) are left out and listed in the :class:`ExportReport` by 
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -144,33 +146,37 @@ def export_llamafactory_dataset(
     seen: set[str] = set()
     lengths: list[int] = []
     trained = 0
-    tmp = data_file.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for index, item in enumerate(trajectories):
-            report.n_input += 1
-            tid, traj, invalid = _as_trajectory(item, index)
-            if traj is None:
-                report.malformed[_unique(tid, report)] = [invalid or INVALID_RECORD]
-                continue
-            if tid in seen:
-                report.malformed[_unique(tid, report)] = [DUPLICATE_ID]
-                continue
-            problems = trajectory_problems(traj)
-            if problems:
-                report.malformed[tid] = problems
-                seen.add(tid)
-                continue
-            if tokenizer is not None:
-                rendered = render_messages(tokenizer, traj.messages)
-                if max_tokens is not None and len(rendered) > max_tokens:
-                    report.too_long[tid] = len(rendered)
+    tmp = _tmp_path(data_file)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for index, item in enumerate(trajectories):
+                report.n_input += 1
+                tid, traj, invalid = _as_trajectory(item, index)
+                if traj is None:
+                    report.malformed[_unique(tid, report)] = [invalid or INVALID_RECORD]
+                    continue
+                if tid in seen:
+                    report.malformed[_unique(tid, report)] = [DUPLICATE_ID]
+                    continue
+                problems = trajectory_problems(traj)
+                if problems:
+                    report.malformed[tid] = problems
                     seen.add(tid)
                     continue
-                lengths.append(len(rendered))
-                trained += rendered.n_trained
-            seen.add(tid)
-            f.write(json.dumps(sharegpt_record(traj), ensure_ascii=False) + "\n")
-            report.n_written += 1
+                if tokenizer is not None:
+                    rendered = render_messages(tokenizer, traj.messages)
+                    if max_tokens is not None and len(rendered) > max_tokens:
+                        report.too_long[tid] = len(rendered)
+                        seen.add(tid)
+                        continue
+                    lengths.append(len(rendered))
+                    trained += rendered.n_trained
+                seen.add(tid)
+                f.write(json.dumps(sharegpt_record(traj), ensure_ascii=False) + "\n")
+                report.n_written += 1
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(data_file)
     if tokenizer is not None:
         report.max_written_tokens = max(lengths, default=0)
@@ -179,9 +185,21 @@ def export_llamafactory_dataset(
     info_path = out / "dataset_info.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
     info[name] = dataset_info_entry(data_file.name)
-    info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    (out / REPORT_FILE).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    _write_atomic(info_path, json.dumps(info, indent=2) + "\n")
+    _write_atomic(out / REPORT_FILE, json.dumps(report.to_json(), indent=2) + "\n")
     return report
+
+
+def _tmp_path(path: Path) -> Path:
+    """A temporary name unique to this process and host, so concurrent exporters (one per node on
+    a shared filesystem) never write into each other's file; each then renames atomically."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = _tmp_path(path)
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def _unique(tid: str, report: ExportReport) -> str:
