@@ -286,3 +286,21 @@ def test_agent_run_against_a_real_model_server(data, tmp_path, tiny_model_path):
     assert summary["overall"]["official"]["pass@1"] == 0.0
     responses = [json.loads(x) for x in (out / "responses.jsonl").read_text().splitlines()]
     assert all(r["trajectory"][0]["role"] == "system" and len(r["trajectory"]) >= 3 for r in responses)
+
+
+def test_responses_rescored_when_changed_and_runs_not_mixed(data, tmp_path, capsys):
+    responses = tmp_path / "r.jsonl"
+    responses.write_text(json.dumps({"id": 1, "response": "@mean_units[3]"}) + "\n")
+    out = tmp_path / "out"
+    argv = ["eval", "dabench", "--data", str(data / "dabench"), "--responses", str(responses), "--out", str(out),
+            "--no-progress"]
+    assert main(argv) == 0
+    assert read_results(out)[0]["scores"]["official"]["correct"] is False
+    responses.write_text(json.dumps({"id": 1, "response": "@mean_units[10.00]"}) + "\n")  # fixed answer
+    assert main(argv) == 0
+    rows = read_results(out)
+    assert len(rows) == 1 and rows[0]["scores"]["official"]["correct"] is True
+    other = tmp_path / "other.jsonl"
+    other.write_text(responses.read_text())
+    assert main(["eval", "dabench", "--data", str(data / "dabench"), "--responses", str(other), "--out", str(out)]) == 2
+    assert "holds another run (responses" in capsys.readouterr().err

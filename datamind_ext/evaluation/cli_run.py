@@ -62,7 +62,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
     run_info: dict[str, Any] = {
         "mode": "agent" if agent_mode else "responses",
         "data": str(Path(args.data).resolve()),
-        "judge": cfg.judge.model,
+        "judge": cfg.judge.resolved_model(),
     }
     notes = list(bench.notes)
     gen = None

@@ -75,3 +75,4 @@ class ItemResult(BaseModel):
     scores: dict[str, Score]
     error: str | None = None
     turns: int | None = None
+    response_sha: str | None = Field(default=None, description="hash of the scored response (resume checks it)")

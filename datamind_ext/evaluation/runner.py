@@ -3,12 +3,15 @@
 Every (item, run) pair is one unit of work. Units run concurrently under a bound; each writes
 its response (agent runs) and then its result as one JSONL line the moment it finishes, so a
 killed run loses at most the units in flight and a rerun with the same ``--out`` continues
-where it stopped. Units whose result recorded an error (agent or scorer failure) are redone.
+where it stopped. Units whose result recorded an error (agent or scorer failure) are redone, and
+so are units whose response changed (responses mode). ``run.json`` records what the folder
+holds (benchmark, mode, model or responses file, judge); resuming with another is an error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,6 +28,29 @@ from datamind_ext.evaluation.responses import dump_response, response_from_recor
 Generate = Callable[[EvalItem, int], Awaitable[Response]]
 RESULTS_FILE = "results.jsonl"
 RESPONSES_FILE = "responses.jsonl"
+RUN_FILE = "run.json"
+#: What must not change between a run and its resumption in the same folder.
+IDENTITY_KEYS = ("benchmark", "mode", "model", "responses", "judge")
+
+
+def response_sha(resp: Response) -> str:
+    """A short hash of a response: a result is reused only for the very response it scored."""
+    return hashlib.sha256(dump_response(resp).encode("utf-8")).hexdigest()[:16]
+
+
+def check_identity(out_dir: Path, identity: dict[str, Any]) -> None:
+    """Refuse to mix two different runs (another model, responses file or judge) in one folder."""
+    path = out_dir / RUN_FILE
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            before = {}
+        changed = [k for k in IDENTITY_KEYS if k in before and before.get(k) != identity.get(k)]
+        if changed:
+            what = ", ".join(f"{k} {before.get(k)!r} -> {identity.get(k)!r}" for k in changed)
+            raise UserError(f"{out_dir} holds another run ({what}); use a new --out folder")
+    path.write_text(json.dumps({k: identity.get(k) for k in IDENTITY_KEYS}, indent=2) + "\n", encoding="utf-8")
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
@@ -84,11 +110,9 @@ async def run_benchmark(
         raise UserError(f"{bench.name} is scored only by an LLM judge: pass --judge-model and --judge-base-url")
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    run_info = dict(run_info or {})
+    check_identity(out_dir, {"benchmark": bench.name, **run_info})
     by_id = {it.item_id: it for it in items}
-
-    # Resume: keep finished results; redo units that recorded an error.
-    done = {key: r for key, r in load_results(out_dir).items() if key[0] in by_id and r.error is None}
-    _rewrite(out_dir / RESULTS_FILE, [r.model_dump_json() for r in done.values()])
     cached: dict[tuple[str, int], Response] = {}
     if generate is not None:
         for obj in _read_lines(out_dir / RESPONSES_FILE):
@@ -103,6 +127,17 @@ async def run_benchmark(
     else:
         units = [(by_id[r.item_id], r.run, r) for r in responses or []]
         k = max([k, *(r.run + 1 for r in responses or [])])
+
+    # Resume: keep a finished result if it scored the same response; redo errors and changes.
+    wanted = {(it.item_id, run): resp for it, run, resp in units}
+    done: dict[tuple[str, int], ItemResult] = {}
+    for key, r in load_results(out_dir).items():
+        if r.error is not None:
+            continue
+        if key in wanted and wanted[key] is not None and r.response_sha != response_sha(wanted[key]):  # type: ignore[arg-type]
+            continue
+        done[key] = r  # results of units outside this run (another k, --limit) are kept, not reported
+    _rewrite(out_dir / RESULTS_FILE, [r.model_dump_json() for r in done.values()])
     todo = [u for u in units if (u[0].item_id, u[1]) not in done]
 
     # Line-sized appends flushed per unit: cheap enough to do on the event loop.
@@ -140,6 +175,7 @@ async def run_benchmark(
                 scores=scores,
                 error=error,
                 turns=resp.meta.get("turns"),
+                response_sha=response_sha(resp),
             )
             results_f.write(result.model_dump_json() + "\n")
             results_f.flush()
@@ -157,10 +193,8 @@ async def run_benchmark(
             responses_f.close()
         bar.close()
 
-    results = [r for key, r in sorted(load_results(out_dir).items()) if key[0] in by_id]
-    summary = summarize(
-        bench, results, k=k, n_items_total=len(items), notes=list(notes or []), run_info=dict(run_info or {})
-    )
+    results = [r for key, r in sorted(load_results(out_dir).items()) if key in wanted]
+    summary = summarize(bench, results, k=k, n_items_total=len(items), notes=list(notes or []), run_info=run_info)
     write_summary(out_dir, summary)
     plot_benchmark(summary, out_dir / f"{bench.name}_pass_at_1.png")
     return summary
