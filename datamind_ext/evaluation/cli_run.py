@@ -79,8 +79,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
             request_timeout_s=cfg.request_timeout_s,
         )
     else:
-        responses = read_responses(Path(args.responses).expanduser().resolve(), {it.item_id for it in items})
-        run_info["responses"] = str(Path(args.responses).resolve())
+        responses = read_responses(Path(args.responses).expanduser().absolute(), {it.item_id for it in items})
+        run_info["responses"] = str(Path(args.responses).expanduser().absolute())
 
     async def go() -> dict[str, Any]:
         try:

@@ -1,7 +1,8 @@
 """pass@1 and pass@k from per-item results, as the DataMind paper reports them.
 
-pass@1 is the accuracy of each run averaged over the k runs ("avg@k"); pass@k is the share of
-questions answered correctly in at least one run. Verdicts of ``None`` (a judge that could not
+pass@1 is the accuracy of each run averaged over the k runs ("avg@k", computed per item so an
+incomplete run does not tilt it); pass@k is the share of questions answered correctly in at
+least one run. Verdicts of ``None`` (a judge that could not
 answer, a graded metric) are left out and counted as unscored, never as wrong. Graded scorers
 (ROUGE-L) are reported as their mean value.
 """
@@ -36,8 +37,10 @@ def pass_at(results: Iterable[ItemResult], scorer: str) -> dict[str, Any]:
         by_run[r.run].append(s.correct)
         by_item[r.item_id].append(s.correct)
     per_run = {run: sum(v) / len(v) for run, v in sorted(by_run.items())}
+    # Mean over items of each item's mean over its runs: with every item run k times this is
+    # exactly the mean of the per-run accuracies; with gaps (an interrupted run) no item weighs more.
     out: dict[str, Any] = {
-        "pass@1": sum(per_run.values()) / len(per_run) if per_run else None,
+        "pass@1": sum(sum(v) / len(v) for v in by_item.values()) / len(by_item) if by_item else None,
         "pass@k": sum(any(v) for v in by_item.values()) / len(by_item) if by_item else None,
         "per_run": per_run,
         "items": len(by_item),
@@ -113,7 +116,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"- first error: {summary['first_error']}")
     lines += ["", f"| scorer | how it scores | pass@1 | pass@{k} | scored | unscored |", "|---|---|---|---|---|---|"]
     for name, m in summary["overall"].items():
-        how = "; ".join(m["labels"]) or "—"
+        how = ("; ".join(m["labels"]) or "—").replace("|", "\\|")
         if name in graded:
             lines.append(f"| {name} | {how} | mean {m['mean_value'] or 0:.4f} | — | {m['scored']} | — |")
         else:

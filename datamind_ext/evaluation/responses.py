@@ -53,7 +53,7 @@ def response_from_record(obj: dict[str, Any], where: str, base_dir: Path) -> Res
 
 def read_responses(path: Path, known_ids: set[str]) -> list[Response]:
     """Every response in ``path``; ids the benchmark does not have and repeats are errors."""
-    if not path.is_file():
+    if not path.exists() or path.is_dir():  # not is_file(): a pipe (<(...)) is fine
         raise UserError(f"responses file not found: {path}")
     if path.suffix == ".json":
         data = read_json(path)
