@@ -175,6 +175,8 @@ def _match_lists(pred: list, gold: list, opts: _Opts, *, ordered: bool) -> Match
             if not r.correct:
                 return MatchResult(False, f"list_item_{i}:{r.reason}")
         return MatchResult(True, f"list_ordered:{len(gold)}")
+    if sorted(clean(as_text(x)) for x in pred) == sorted(clean(as_text(x)) for x in gold):
+        return MatchResult(True, f"list_unordered:{len(gold)}")  # fast path: same items as text
     ok = [[_match_value(pv, gv, opts).correct for pv in pred] for gv in gold]
     if _perfect_matching(ok):
         return MatchResult(True, f"list_unordered:{len(gold)}")
@@ -236,7 +238,7 @@ def _match_scalar(p: str, g: str, opts: _Opts) -> MatchResult:
         gb = parse_bool(g)
         pb = parse_bool(p)
         if pb is None:
-            first = re.split(r"[\s,.;:!]+", p.strip(), maxsplit=1)[0]
+            first = _FIRST_WORD_RE.split(p.strip(), maxsplit=1)[0]
             pb = parse_bool(first) if is_bool_word(first) else None
         if pb is None:
             return MatchResult(False, "expected_boolean")
@@ -265,8 +267,12 @@ def _match_scalar(p: str, g: str, opts: _Opts) -> MatchResult:
     return MatchResult(False, "string_differs")
 
 
+_WORD_RE = re.compile(r"\w+")
+_FIRST_WORD_RE = re.compile(r"[\s,.;:!]+")
+
+
 def _words(text: str) -> str:
-    return " ".join(re.findall(r"\w+", clean(text)))
+    return " ".join(_WORD_RE.findall(clean(text)))
 
 
 def choice_index(text: str, choices: Sequence[str]) -> int | None:

@@ -313,7 +313,11 @@ async def score_sample_async(
         p = _prepare(data_source, solution_str, ground_truth, extra_info, cfg)
         if _needs_judge(p, cfg):
             client = judge or JudgeClient(cfg.judge)
-            verdict = await client.judge(as_text(p.extra.get("question", "")), p.gold, p.answer)
+            try:
+                verdict = await client.judge(as_text(p.extra.get("question", "")), p.gold, p.answer)
+            finally:
+                if judge is None:
+                    await client.aclose()  # a one-off client: close its HTTP session now
             return _after_verdict(p, verdict, cfg, tokenizer)
         return _finish(p, rule_match(p, cfg), cfg, tokenizer)
     except JudgeUnavailableError:

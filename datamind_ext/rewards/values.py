@@ -91,22 +91,30 @@ def as_text(x: object) -> str:
 
 def clean(text: str) -> str:
     """Lower-case, unify minus signs, collapse whitespace, strip quotes and a trailing period."""
-    t = text.translate(_MINUS).strip().lower()
-    t = re.sub(r"\s+", " ", t)
+    t = " ".join(text.translate(_MINUS).lower().split())
     for _ in range(2):
-        t = t.strip().strip("'\"`*").strip()
-        if t.endswith(".") and not re.search(r"\d\.$", t[-2:]):
+        t = t.strip("'\"`* ")
+        if t.endswith(".") and not (len(t) >= 2 and t[-2].isdigit()):
             t = t[:-1]
     return t.strip()
 
 
+_POW10_RE = re.compile(r"^([-+]?[\d.]+)[x×*]10\^([-+]?\d+)$")
+
+
 def _to_float(num: str) -> float | None:
     s = num.replace(",", "").replace(" ", "")
-    m = re.match(r"^([-+]?[\d.]+)[x×*]10\^([-+]?\d+)$", s)
     try:
-        if m:
-            return float(m.group(1)) * 10.0 ** int(m.group(2))
         return float(s)
+    except ValueError:
+        pass
+    except OverflowError:
+        return None
+    m = _POW10_RE.match(s)
+    if not m:
+        return None
+    try:
+        return float(m.group(1)) * 10.0 ** int(m.group(2))
     except (ValueError, OverflowError):
         return None
 
@@ -159,11 +167,18 @@ def parse_bool(text: str) -> bool | None:
     return None
 
 
+_DATE_SHAPE_RE = re.compile(
+    r"^(?:\d{4}[-/.]\d{1,2}(?:[-/.]\d{1,2})?(?:[ t]\d{1,2}:\d{2}(?::\d{2})?)?"
+    r"|\d{1,2}[/.]\d{1,2}[/.]\d{4}"
+    r"|(?:\d{1,2} )?[a-z]{3,9}\.?(?: \d{1,2},?)? \d{4})$"
+)
+
+
 def parse_date(text: str) -> dt.datetime | None:
     """A date or date-time in one of the common formats, else ``None``."""
-    t = clean(text).replace("  ", " ")
-    if not (6 <= len(t) <= 40) or not re.search(r"\d", t):
-        return None
+    t = clean(text)
+    if not (6 <= len(t) <= 40) or not _DATE_SHAPE_RE.match(t):
+        return None  # cheap shape test first: strptime over every format is slow
     for fmt in _DATE_FORMATS:
         try:
             return dt.datetime.strptime(t, fmt)  # month names match case-insensitively

@@ -191,6 +191,7 @@ class OpenAITestServer:
 def _make_handler(server: OpenAITestServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real OpenAI clients expect
+        disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed-ACK stall)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet in tests
             return
