@@ -19,8 +19,10 @@ What it changes, and why each needs the trainer (verl's own hooks stop short of 
 4. The mode name: verl compares ``trainer_mode`` with ``"sync"`` in several places (replay buffer,
    refill, checkpoint/resume), so the instance keeps ``trainer_mode = "sync"`` internally.
 
-Known gap: prompts whose groups the DAPO filter drops before the update are not seen here, so
-they get no SFT term yet (the paper gives them SFT only).
+Zero-variance groups: verl's DAPO filter evicts them from TransferQueue before the update, so the
+trainer remembers each submitted prompt's expert trajectory (``_submit_batch_to_rollout``) and the
+replay buffer (verl's own object, its class swapped for a subclass that only records the evicted
+uids) reports which groups it dropped; those prompts get an expert row too (SFT only).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from datamind_ext.integrations.verl.loss import TRAINER_MODE, DataMindLossConfig
 from datamind_ext.integrations.verl.worker import NUM_MINI_BATCH_KEY
 
 EXPERT_UID_PREFIX = "datamind_expert"
+#: How long a submitted prompt's expert trajectory is remembered without reaching an update.
+EXPERT_MEMORY_STEPS = 4
 
 
 def expert_messages_from(extra_info: Any, key: str) -> list[dict[str, str]] | None:
@@ -120,17 +124,50 @@ def _make_trainer_cls() -> type:
     except ImportError:  # pragma: no cover - verl re-exports it
         from verl.utils.transferqueue_utils import tq
     from verl.trainer.ppo.utils import Role
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
     from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
     from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
     from datamind_ext.integrations.verl.worker import STEP_KEY, actor_rollout_ref_worker_cls, expert_row, loss_config_from
+
+    class DapoDropTrackingReplayBuffer(ReplayBuffer):
+        """verl's sync replay buffer, also recording the uids its DAPO filter evicts."""
+
+        datamind_dapo_dropped: set[str]
+
+        def _evict_terminal_groups(self, global_steps, partition_id, eviction_reasons):
+            if partition_id == "train":
+                self.datamind_dapo_dropped.update(str(u) for u in eviction_reasons[1])
+            return super()._evict_terminal_groups(global_steps, partition_id, eviction_reasons)
+
+    DapoDropTrackingReplayBuffer.__module__ = __name__
+    DapoDropTrackingReplayBuffer.__qualname__ = "DapoDropTrackingReplayBuffer"
 
     class DataMindTrainerSync(PPOTrainerSync):
         """Sync PPO trainer whose actor update is ``γ(t)·L_SFT + (1−γ(t))·L_DAPO``."""
 
         def _build_replay_buffer(self):
             self.trainer_mode = "sync"  # the registered name must not select verl's async paths
-            return super()._build_replay_buffer()
+            buffer = super()._build_replay_buffer()
+            if type(buffer) is ReplayBuffer:
+                # same object, one extra observation: which groups the DAPO filter evicts
+                buffer.__class__ = DapoDropTrackingReplayBuffer
+                buffer.datamind_dapo_dropped = set()
+            return buffer
+
+        def _submit_batch_to_rollout(self, batch) -> int:
+            """Remember each submitted prompt's expert trajectory, for groups the DAPO filter drops."""
+            from verl.utils import tensordict_utils as tu
+
+            key = self.datamind_loss_config.expert_messages_key
+            uids = tu.get(batch, "uid", default=None) or []
+            infos = tu.get(batch, "extra_info", default=None) or [None] * len(uids)
+            store = self.__dict__.setdefault("_datamind_expert_by_uid", {})
+            for uid, info in zip(uids, infos):
+                store[str(uid)] = (int(self.global_steps), expert_messages_from(info, key))
+            for uid in [u for u, (step, _) in store.items() if step < self.global_steps - EXPERT_MEMORY_STEPS]:
+                del store[uid]
+            return super()._submit_batch_to_rollout(batch)
 
         def _init_resource_pool_mgr(self) -> None:
             super()._init_resource_pool_mgr()
@@ -159,12 +196,14 @@ def _make_trainer_cls() -> type:
             return batch
 
         def _with_expert_rows(self, batch, cfg: DataMindLossConfig, metrics: dict):
+            from verl.utils import tensordict_utils as tu
+
             pid = batch.partition_id
             real = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
             info = tq.kv_batch_get(keys=batch.keys, partition_id=pid, select_fields=["uid", "extra_info", "extra_fields"])
-            uids = list(info["uid"])
-            extra_infos = list(info["extra_info"]) if "extra_info" in info.keys() else [None] * len(uids)
-            extra_fields = list(info["extra_fields"]) if "extra_fields" in info.keys() else [None] * len(uids)
+            uids = [str(u) for u in tu.get(info, "uid")]
+            extra_infos = tu.get(info, "extra_info", default=None) or [None] * len(uids)
+            extra_fields = tu.get(info, "extra_fields", default=None) or [None] * len(uids)
             # role flags for the rollouts: never expert; void from the agent loop's extra_fields
             flags = {
                 "is_expert": torch.zeros(len(batch), dtype=torch.int64),
@@ -174,16 +213,23 @@ def _make_trainer_cls() -> type:
 
             tq.kv_batch_put(keys=batch.keys, partition_id=pid, fields=TensorDict(flags, batch_size=len(batch)))
 
-            rows, seen = [], set()
+            # one expert row per prompt of the update batch, plus one per prompt whose group the
+            # DAPO filter dropped since the last update (the paper gives those SFT only)
+            store = self.__dict__.setdefault("_datamind_expert_by_uid", {})
+            prompts: dict[str, list[dict[str, str]] | None] = {}
             for i in real:
-                if uids[i] in seen:
-                    continue
-                seen.add(uids[i])
-                messages = expert_messages_from(extra_infos[i], cfg.expert_messages_key)
-                if messages is not None:
-                    rows.append(expert_row(self.tokenizer, messages))
+                if uids[i] not in prompts:
+                    remembered = store.pop(uids[i], (0, None))[1]
+                    prompts[uids[i]] = remembered or expert_messages_from(extra_infos[i], cfg.expert_messages_key)
+            dropped = sorted(getattr(self.replay_buffer, "datamind_dapo_dropped", set()) - set(prompts))
+            if hasattr(self.replay_buffer, "datamind_dapo_dropped"):
+                self.replay_buffer.datamind_dapo_dropped.clear()
+            for uid in dropped:
+                prompts[uid] = store.pop(uid, (0, None))[1]
+            rows = [expert_row(self.tokenizer, m) for m in prompts.values() if m is not None]
             metrics["datamind/expert_rows"] = len(rows)
-            metrics["datamind/prompts_without_expert"] = len(seen) - len(rows)
+            metrics["datamind/expert_rows_from_dropped_groups"] = sum(prompts[u] is not None for u in dropped)
+            metrics["datamind/prompts_without_expert"] = len(prompts) - len(rows)
             if not rows:
                 return batch, []
 
