@@ -36,9 +36,9 @@ def _lf_dataset(dataset_dir, name, model_path, cutoff_len, out_dir):
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_tokenizer
 
-    args = dict(stage="sft", do_train=True, model_name_or_path=str(model_path), dataset=name,
-                dataset_dir=str(dataset_dir), template="qwen", cutoff_len=cutoff_len, output_dir=str(out_dir),
-                overwrite_cache=True, finetuning_type="full", report_to="none", use_cpu=True)
+    args = {"stage": "sft", "do_train": True, "model_name_or_path": str(model_path), "dataset": name,
+            "dataset_dir": str(dataset_dir), "template": "qwen", "cutoff_len": cutoff_len, "output_dir": str(out_dir),
+            "overwrite_cache": True, "finetuning_type": "full", "report_to": "none", "use_cpu": True}
     model_args, data_args, training_args, _, _ = get_train_args(args)
     tokenizer_module = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
