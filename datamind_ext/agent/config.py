@@ -10,6 +10,8 @@ from datamind_ext.config import StrictModel
 class AgentBudgets(StrictModel):
     """Limits of one trajectory; running out of any of them without an answer makes it void.
 
+    Per-cell limits (time, memory) belong to the interpreter (``datamind_ext.interpreter.Limits``).
+
     ``max_response_tokens`` counts everything after the prompt (model tokens, the end-of-turn
     markers and observation tokens), which is what verl pads to ``rollout.response_length``.
     """
@@ -21,4 +23,3 @@ class AgentBudgets(StrictModel):
     force_final_answer: bool = Field(
         False, description="tell the model in the last observation that the next turn must answer"
     )
-    cell_timeout_s: float = Field(30.0, gt=0, description="wall-clock limit of one code cell")

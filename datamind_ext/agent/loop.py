@@ -267,6 +267,7 @@ class TurnLoop:
             tm.interpreter_s = time.perf_counter() - t1
             m.interpreter_s += tm.interpreter_s
             text, cut = observation_text(result, b.max_observation_chars)
+            cut += int(getattr(result, "truncated_chars", 0) or 0)  # already cut by the interpreter
             if b.force_final_answer and turn == b.max_turns - 2:
                 text = f"{text}\n{FORCE_ANSWER_NOTE}"
             m.code_cells += 1

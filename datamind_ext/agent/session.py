@@ -9,6 +9,7 @@ with ``close``/``aclose``) so the loop's ``finally`` can always release it.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -45,19 +46,49 @@ async def open_session(factory: SessionFactory, files: Sequence[str]) -> AsyncIt
                 break
 
 
-def interpreter_factory(**pool_kwargs: Any) -> SessionFactory:
-    """A factory over :class:`datamind_ext.interpreter.InterpreterPool` (imported on first use).
+class PooledSessions:
+    """A session factory over :class:`datamind_ext.interpreter.InterpreterPool` (imported on first use).
 
-    One pool per factory (per process in verl's AgentLoopWorker); each call opens a fresh
-    session with the given data files.
+    The pool (a warm zygote) is started lazily on first use, once per event loop (its
+    semaphores belong to the loop that started it): in verl's AgentLoopWorker that is one pool
+    per worker process, shared by all its concurrent trajectories. Each call opens a fresh
+    session with the given data files, closed when the episode ends.
     """
-    state: dict[str, Any] = {}
 
-    def factory(files: Sequence[str]) -> Any:
-        if "pool" not in state:
-            from datamind_ext.interpreter import InterpreterPool
+    def __init__(self, **pool_kwargs: Any) -> None:
+        limits = pool_kwargs.pop("limits", None)
+        self._limits = limits
+        self._pool_kwargs = pool_kwargs
+        self._pools: dict[int, Any] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
 
-            state["pool"] = InterpreterPool(**pool_kwargs)
-        return state["pool"].session(files=list(files))
+    async def pool(self) -> Any:
+        from datamind_ext.interpreter import InterpreterPool, Limits
 
-    return factory
+        key = id(asyncio.get_running_loop())
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key not in self._pools:
+                limits = self._limits if isinstance(self._limits, Limits) or self._limits is None else Limits(**self._limits)
+                self._pools[key] = await InterpreterPool(limits=limits, **self._pool_kwargs).start()
+        return self._pools[key]
+
+    @asynccontextmanager
+    async def _session(self, files: Sequence[str]) -> AsyncIterator[CodeSession]:
+        pool = await self.pool()
+        async with pool.session(files=list(files)) as session:
+            yield session
+
+    def __call__(self, files: Sequence[str]) -> Any:
+        return self._session(files)
+
+    async def aclose(self) -> None:
+        """Close this event loop's pool (its zygote and any session left)."""
+        pool = self._pools.pop(id(asyncio.get_running_loop()), None)
+        if pool is not None:
+            await pool.close()
+
+
+def interpreter_factory(**pool_kwargs: Any) -> PooledSessions:
+    """``PooledSessions(**pool_kwargs)``; ``limits`` may be a dict of :class:`Limits` fields."""
+    return PooledSessions(**pool_kwargs)

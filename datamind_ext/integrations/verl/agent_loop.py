@@ -23,25 +23,42 @@ prompt for the task kind is prepended.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-from typing import Any, ClassVar
-from uuid import uuid4
 
-from omegaconf import DictConfig, OmegaConf
-from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput
-from verl.experimental.agent_loop.agent_loop import register as verl_register
+AGENT_NAME = "datamind_code_agent"
 
-from datamind_ext.agent.config import AgentBudgets
-from datamind_ext.agent.loop import Episode, TurnLoop
-from datamind_ext.agent.policies import TokenServerPolicy
-from datamind_ext.agent.prompts import with_system_prompt
-from datamind_ext.agent.session import SessionFactory, interpreter_factory
-from datamind_ext.config import parse_config
+
+def register() -> None:
+    """Register the loop in verl's agent-loop registry (idempotent: same name, same target).
+
+    Defined before this module imports verl: if this module is what first imports verl, verl's
+    plugin loader calls ``register()`` on the half-imported module; it then does nothing and
+    the call at the end of this module registers.
+    """
+    cls = globals().get("DataMindAgentLoop")
+    if cls is None:
+        return
+    from verl.experimental.agent_loop.agent_loop import register as verl_register
+
+    verl_register(AGENT_NAME)(cls)
+
+
+import logging  # noqa: E402 - after register(), see its docstring
+from collections.abc import Sequence  # noqa: E402 - after register(), see its docstring
+from typing import Any, ClassVar  # noqa: E402 - after register(), see its docstring
+from uuid import uuid4  # noqa: E402 - after register(), see its docstring
+
+from omegaconf import DictConfig, OmegaConf  # noqa: E402 - after register(), see its docstring
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput  # noqa: E402 - after register(), see its docstring
+
+from datamind_ext.agent.config import AgentBudgets  # noqa: E402 - after register(), see its docstring
+from datamind_ext.agent.loop import Episode, TurnLoop  # noqa: E402 - after register(), see its docstring
+from datamind_ext.agent.policies import TokenServerPolicy  # noqa: E402 - after register(), see its docstring
+from datamind_ext.agent.prompts import with_system_prompt  # noqa: E402 - after register(), see its docstring
+from datamind_ext.agent.session import SessionFactory, interpreter_factory  # noqa: E402 - after register(), see its docstring
+from datamind_ext.config import parse_config  # noqa: E402 - after register(), see its docstring
 
 log = logging.getLogger(__name__)
 
-AGENT_NAME = "datamind_code_agent"
 #: extra_fields keys, identical for every sample (V1 stores them per row in TransferQueue).
 EXTRA_KEYS = ("dm_turns", "dm_code_cells", "dm_cells_errored", "dm_cells_timed_out", "dm_obs_chars_cut",
               "dm_void", "dm_failed", "dm_generation_s", "dm_interpreter_s", "dm_overhead_s")
@@ -136,12 +153,10 @@ class DataMindAgentLoop(AgentLoopBase):
         return episode_output(episode, with_logprobs=bool(sampling_params.get("logprobs")))
 
 
-def register() -> None:
-    """Register the loop in verl's agent-loop registry (idempotent: same name, same target)."""
-    verl_register(AGENT_NAME)(DataMindAgentLoop)
-
-
 def registered_names() -> Sequence[str]:
     from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
 
     return [k for k, v in _agent_loop_registry.items() if str(v.get("_target_", "")).startswith("datamind_ext.")]
+
+
+register()

@@ -23,14 +23,35 @@ import os
 from collections.abc import Generator
 from typing import Any
 
-import ray
-from verl.workers.rollout import base as rollout_base
-from verl.workers.rollout.base import BaseRollout
-from verl.workers.rollout.replica import RolloutReplica, RolloutReplicaRegistry, TokenOutput
+ROLLOUT_NAME = "datamind_hf"
+
+
+def load_replica_class() -> type:
+    """The registry's loader (verl calls it when a replica is needed)."""
+    return HFReplica
+
+
+def register() -> None:
+    """Add ``datamind_hf`` to verl's two rollout registries (idempotent).
+
+    Defined before this module imports verl: if this module is what first imports verl, verl's
+    plugin loader calls ``register()`` on the half-imported module; it then does nothing and
+    the call at the end of this module registers.
+    """
+    if "HFServerAdapter" not in globals():
+        return
+    from verl.workers.rollout import base as rollout_base
+    from verl.workers.rollout.replica import RolloutReplicaRegistry
+
+    RolloutReplicaRegistry.register(ROLLOUT_NAME, load_replica_class)
+    rollout_base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{__name__}.HFServerAdapter"
+
+
+import ray  # noqa: E402 - after register(), see its docstring
+from verl.workers.rollout.base import BaseRollout  # noqa: E402
+from verl.workers.rollout.replica import RolloutReplica, TokenOutput  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-ROLLOUT_NAME = "datamind_hf"
 _WEIGHT_CHUNK = 64  # tensors per Ray call during weight sync
 
 
@@ -158,12 +179,4 @@ class HFServerAdapter(BaseRollout):
                 await ref
 
 
-def load_replica_class() -> type[RolloutReplica]:
-    """The registry's loader (verl calls it when a replica is needed)."""
-    return HFReplica
-
-
-def register() -> None:
-    """Add ``datamind_hf`` to verl's two rollout registries (idempotent)."""
-    RolloutReplicaRegistry.register(ROLLOUT_NAME, load_replica_class)
-    rollout_base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{__name__}.HFServerAdapter"
+register()
