@@ -129,7 +129,8 @@ def test_tablebench_gold_wrong_partial(data, tmp_path):
             "tb-da-1": "<answer>Negative correlation, -1.0</answer>", "tb-num-2": "<answer>4</answer>"}
     s = score("tablebench", data / "tablebench", tmp_path / "gold", {i: {"text": t} for i, t in gold.items()})
     assert s["overall"]["paper"]["pass@1"] == 1.0
-    assert s["overall"]["rouge_l"]["mean_value"] > 0.7 and s["overall"]["rouge_l"]["pass@1"] is None
+    # TableBench's own EM is positional: "Lynx, Owls" for "Owls, Lynx" earns 0 there (3 of 4 full marks)
+    assert s["overall"]["official"]["mean_value"] == 0.75 and s["overall"]["official"]["pass@1"] is None
     wrong = {"tb-num-1": "<answer>36.5</answer>", "tb-fact-1": "<answer>Hawks</answer>",
              "tb-da-1": "<answer>No correlation, 0.1</answer>", "tb-num-2": "<answer>none</answer>"}
     s = score("tablebench", data / "tablebench", tmp_path / "wrong", {i: {"text": t} for i, t in wrong.items()})
@@ -142,6 +143,26 @@ def test_tablebench_gold_wrong_partial(data, tmp_path):
     assert r["tb-fact-1"]["scores"]["paper"]["detail"]["part_fraction"] == 0.5
     assert r["tb-fact-1"]["scores"]["paper"]["detail"]["extra_parts"] == ["Hawks"]
     assert r["tb-da-1"]["scores"]["paper"]["detail"]["parts"] == {"Negative correlation": True, "-1.00": False}
+
+
+def test_tablebench_official_metrics():
+    from datamind_ext.evaluation.benchmarks.tablebench_metrics import official_metric, official_score
+
+    assert official_metric("FactChecking", "MatchBased") == "EM"
+    assert official_metric("DataAnalysis", "ImpactAnalysis") == "EM"
+    assert official_metric("DataAnalysis", "StatisticalAnalysis") == "EM_with_error_10"
+    assert official_metric("DataAnalysis", "DescriptiveAnalysis") == "ROUGE-L"
+    em = lambda p, r: official_score(p, r, "NumericalReasoning", "Aggregation")[1]  # noqa: E731
+    assert em("1062", "1062") == 1.0 and em("1062.4", "1062") == 1.0  # rounded to the reference's decimals
+    assert em("12.35", "12.3") == 0.0 and em("12.34", "12.3") == 1.0  # half up: 12.35 -> 12.4
+    assert em("45%", "45%") == 1.0 and em("0.45", "45%") == 1.0 and em("45", "45%") == 0.0
+    assert em("Owls, Hawks", "Owls, Lynx") == 0.5 and em("Lynx, Owls", "Owls, Lynx") == 0.0
+    assert em("owls", "Owls") == 0.0 and em("", "3") == 0.0
+    tol = lambda p, r: official_score(p, r, "DataAnalysis", "CorrelationAnalysis")[1]  # noqa: E731
+    assert tol("Negative correlation, -0.95", "Negative correlation, -1.00") == 1.0
+    assert tol("Negative correlation, -0.85", "Negative correlation, -1.00") == 0.5
+    assert tol("0", "0") == 1.0 and tol("0.01", "0") == 0.0
+    assert 0 < official_score("a rising trend", "a clear rising trend", "DataAnalysis", "DescriptiveAnalysis")[1] < 1
 
 
 def test_tablebench_malformed_table(data):

@@ -10,7 +10,8 @@ answers are forecasts or plots, not checkable values); the loader reports how ma
 is written to the agent's workspace as ``table.csv``.
 
 Scorers: the paper's protocol (LLM judge, or without one every comma-separated answer part
-equal or within 3 %), and TableBench's own ROUGE-L (graded, reported as a mean).
+equal or within 3 %), and TableBench's own metric per question type (graded, reported as a
+mean; see :mod:`tablebench_metrics`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from datamind_ext.evaluation.benchmark import BENCHMARKS, Benchmark, ScoringCont
 from datamind_ext.evaluation.files import find_file, read_jsonl, require_keys
 from datamind_ext.evaluation.items import EvalItem, Response, Score
 from datamind_ext.evaluation.paper_protocol import judge_or_rule
-from datamind_ext.evaluation.rouge import rouge_l_f
+from datamind_ext.evaluation.benchmarks.tablebench_metrics import official_score
 
 #: Question subtypes the paper removed (forecasts and plots have no checkable answer).
 DROPPED_SUBTYPES = ("TrendForecasting", "ChartGeneration")
@@ -60,8 +61,8 @@ def answer_parts(text: str) -> list[str]:
 class TableBench(Benchmark):
     name = "tablebench"
     title = "TableBench (trend forecasting and chart generation removed)"
-    scorers = ("paper", "rouge_l")
-    graded_scorers = ("rouge_l",)
+    scorers = ("paper", "official")
+    graded_scorers = ("official",)
 
     def load(self, data_dir: Path, *, need_files: bool = True) -> list[EvalItem]:
         path = find_file(
@@ -135,8 +136,10 @@ class TableBench(Benchmark):
             ctx=ctx,
             detail=detail,
         )
-        rouge = rouge_l_f(answer or "", item.gold)
+        metric, value = official_score(answer or "", item.gold, item.categories["qtype"], item.categories["qsubtype"])
         return {
             "paper": paper,
-            "rouge_l": Score(correct=None, value=rouge, scorer="tablebench-rouge-l (official metric, graded)"),
+            "official": Score(
+                correct=None, value=value, scorer=f"tablebench-official {metric} (graded)", detail={"metric": metric}
+            ),
         }
