@@ -146,19 +146,22 @@ def test_tablebench_gold_wrong_partial(data, tmp_path):
 
 
 def test_tablebench_official_metrics():
-    from datamind_ext.evaluation.benchmarks.tablebench_metrics import official_metric, official_score
+    from datamind_ext.evaluation.benchmarks.tablebench_metrics import (
+        official_metric,
+        official_score,
+    )
 
     assert official_metric("FactChecking", "MatchBased") == "EM"
     assert official_metric("DataAnalysis", "ImpactAnalysis") == "EM"
     assert official_metric("DataAnalysis", "StatisticalAnalysis") == "EM_with_error_10"
     assert official_metric("DataAnalysis", "DescriptiveAnalysis") == "ROUGE-L"
-    em = lambda p, r: official_score(p, r, "NumericalReasoning", "Aggregation")[1]  # noqa: E731
+    em = lambda p, r: official_score(p, r, "NumericalReasoning", "Aggregation")[1]
     assert em("1062", "1062") == 1.0 and em("1062.4", "1062") == 1.0  # rounded to the reference's decimals
     assert em("12.35", "12.3") == 0.0 and em("12.34", "12.3") == 1.0  # half up: 12.35 -> 12.4
     assert em("45%", "45%") == 1.0 and em("0.45", "45%") == 1.0 and em("45", "45%") == 0.0
     assert em("Owls, Hawks", "Owls, Lynx") == 0.5 and em("Lynx, Owls", "Owls, Lynx") == 0.0
     assert em("owls", "Owls") == 0.0 and em("", "3") == 0.0
-    tol = lambda p, r: official_score(p, r, "DataAnalysis", "CorrelationAnalysis")[1]  # noqa: E731
+    tol = lambda p, r: official_score(p, r, "DataAnalysis", "CorrelationAnalysis")[1]
     assert tol("Negative correlation, -0.95", "Negative correlation, -1.00") == 1.0
     assert tol("Negative correlation, -0.85", "Negative correlation, -1.00") == 0.5
     assert tol("0", "0") == 1.0 and tol("0.01", "0") == 0.0

@@ -24,10 +24,10 @@ from pathlib import Path
 from datamind_ext.errors import UserError
 from datamind_ext.evaluation.answers import final_answer, strip_final_answer_prefix
 from datamind_ext.evaluation.benchmark import BENCHMARKS, Benchmark, ScoringContext
+from datamind_ext.evaluation.benchmarks.tablebench_metrics import official_score
 from datamind_ext.evaluation.files import find_file, read_jsonl, require_keys
 from datamind_ext.evaluation.items import EvalItem, Response, Score
 from datamind_ext.evaluation.paper_protocol import judge_or_rule
-from datamind_ext.evaluation.benchmarks.tablebench_metrics import official_score
 
 #: Question subtypes the paper removed (forecasts and plots have no checkable answer).
 DROPPED_SUBTYPES = ("TrendForecasting", "ChartGeneration")
