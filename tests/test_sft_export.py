@@ -142,3 +142,23 @@ def test_weighted_losses_shift_labels_and_weight_by_detached_probability(weighti
 def test_unknown_weighting_is_rejected():
     with pytest.raises(ValueError):
         make_loss_function("focal")  # type: ignore[arg-type]
+
+
+def test_capping_observations_keeps_a_long_trajectory_instead_of_dropping_it(tmp_path, tiny_tokenizer):
+    base = sample_trajectory(4)
+    huge = observation_message("The code ran successfully:\n" + "1234567890 " * 400)
+    long_traj = _with(base, "huge-output", [*base.messages[:3], huge, *base.messages[4:]])
+    max_tokens = len(render_messages(tiny_tokenizer, base.messages)) + 200
+
+    dropped = export_llamafactory_dataset([long_traj], tmp_path / "a", tokenizer=tiny_tokenizer, max_tokens=max_tokens)
+    assert dropped.n_written == 0 and "huge-output" in dropped.too_long
+
+    kept = export_llamafactory_dataset([long_traj], tmp_path / "b", tokenizer=tiny_tokenizer, max_tokens=max_tokens,
+                                       max_observation_chars=300)
+    assert kept.n_written == 1 and (kept.n_observations_capped, kept.n_trajectories_capped) == (1, 1)
+    assert "capped 1 observations in 1 trajectories" in kept.summary()
+    row = json.loads((tmp_path / "b" / "datamind.jsonl").read_text())
+    obs = row["messages"][3]["content"]
+    assert obs.startswith("<interpreter>\nThe code ran successfully:") and obs.endswith("\n</interpreter>")
+    assert "characters cut" in obs and len(obs) < 400
+    assert row["messages"][5] == base.messages[5].model_dump()  # the short observation is untouched

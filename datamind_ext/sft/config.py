@@ -35,6 +35,9 @@ class DatamindSFTConfig(StrictModel):
     max_tokens: int | None = Field(
         None, gt=0, description="drop longer trajectories (default: cutoff_len; larger would be truncated)"
     )
+    max_observation_chars: int | None = Field(
+        None, gt=0, description="shorten longer interpreter observations (head + tail kept) before the length filter"
+    )
     min_trajectories: int = Field(1, ge=1, description="fail if fewer trajectories survive the checks")
     template_check_rows: int = Field(
         16, ge=0, description="rows rendered by both LLaMA-Factory's template and the model's chat template, "

@@ -24,7 +24,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from datamind_ext.protocol import Trajectory, render_messages
+from datamind_ext.protocol import Trajectory, is_observation, observation_message, render_messages, truncate_middle
+from datamind_ext.protocol.tags import CLOSE, OPEN
 from datamind_ext.sft.checks import DUPLICATE_ID, INVALID_RECORD, reason_name, trajectory_problems
 
 #: Column and tag mapping of the exported file, as LLaMA-Factory's ``dataset_info.json`` reads it.
@@ -53,6 +54,9 @@ class ExportReport:
     #: id -> token count, for trajectories dropped because they exceed ``max_tokens``
     too_long: dict[str, int] = field(default_factory=dict)
     max_tokens: int | None = None
+    #: observations shortened to ``max_observation_chars`` (head and tail kept), and in how many trajectories
+    n_observations_capped: int = 0
+    n_trajectories_capped: int = 0
     #: token counts of the written trajectories (only when a tokenizer was given)
     max_written_tokens: int | None = None
     total_written_tokens: int | None = None
@@ -83,6 +87,10 @@ class ExportReport:
             lines.append(f"dropped {len(self.too_long)} longer than {self.max_tokens} tokens: {ids}")
         if self.n_skipped:
             lines.append("reasons: " + ", ".join(f"{k}={v}" for k, v in self.reason_counts().items()))
+        if self.n_observations_capped:
+            lines.append(
+                f"capped {self.n_observations_capped} observations in {self.n_trajectories_capped} trajectories"
+            )
         if self.total_written_tokens is not None:
             lines.append(
                 f"tokens written: {self.total_written_tokens} ({self.total_trained_tokens} trained), "
@@ -102,6 +110,23 @@ def dataset_info_entry(file_name: str) -> dict[str, Any]:
 def sharegpt_record(traj: Trajectory) -> dict[str, Any]:
     """One row of the exported file (the id is kept for tracing; LLaMA-Factory ignores it)."""
     return {"id": traj.id, "messages": [{"role": m.role, "content": m.content} for m in traj.messages]}
+
+
+def cap_observations(traj: Trajectory, max_chars: int) -> tuple[Trajectory, int]:
+    """Shorten interpreter observations longer than ``max_chars`` (keeping head and tail, as the
+    rollout's :func:`~datamind_ext.protocol.observation_text` does); returns the trajectory and
+    how many observations were cut."""
+    n_cut = 0
+    messages = []
+    for m in traj.messages:
+        if is_observation(m):
+            inner = m.content.strip()[len(OPEN["interpreter"]) : -len(CLOSE["interpreter"])].strip("\n")
+            text, cut = truncate_middle(inner, max_chars)
+            if cut:
+                n_cut += 1
+                m = observation_message(text)
+        messages.append(m)
+    return (traj.model_copy(update={"messages": messages}) if n_cut else traj), n_cut
 
 
 def _as_trajectory(item: Trajectory | dict[str, Any], index: int) -> tuple[str, Trajectory | None, str | None]:
@@ -124,6 +149,7 @@ def export_llamafactory_dataset(
     name: str = "datamind",
     tokenizer: Any = None,
     max_tokens: int | None = None,
+    max_observation_chars: int | None = None,
 ) -> ExportReport:
     """Write ``out_dir/dataset_info.json`` and ``out_dir/<name>.jsonl`` for LLaMA-Factory.
 
@@ -136,6 +162,8 @@ def export_llamafactory_dataset(
             required with ``max_tokens``.
         max_tokens: drop (and report) trajectories longer than this, e.g. the SFT
             ``cutoff_len``, instead of letting LLaMA-Factory truncate them.
+        max_observation_chars: first shorten longer interpreter observations to this many
+            characters (counted in the report), so fewer trajectories exceed ``max_tokens``.
     """
     if max_tokens is not None and tokenizer is None:
         raise ValueError("max_tokens needs a tokenizer to count tokens")
@@ -163,6 +191,10 @@ def export_llamafactory_dataset(
                     report.malformed[tid] = problems
                     seen.add(tid)
                     continue
+                if max_observation_chars is not None:
+                    traj, n_cut = cap_observations(traj, max_observation_chars)
+                    report.n_observations_capped += n_cut
+                    report.n_trajectories_capped += int(n_cut > 0)
                 if tokenizer is not None:
                     rendered = render_messages(tokenizer, traj.messages)
                     if max_tokens is not None and len(rendered) > max_tokens:

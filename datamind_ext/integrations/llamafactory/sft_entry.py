@@ -199,6 +199,7 @@ def prepare_sft(lf_args: dict[str, Any], block: DatamindSFTConfig, *, export_suf
         name=block.dataset_name,
         tokenizer=tokenizer,
         max_tokens=block.max_tokens or cutoff_len,
+        max_observation_chars=block.max_observation_chars,
     )
     if report.n_written < block.min_trajectories:
         raise UserError(
