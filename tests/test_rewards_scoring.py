@@ -166,3 +166,6 @@ def test_void_flag_is_exposed_and_scored_as_the_rollout_says() -> None:
     cfg = ScoringConfig(reward=RewardConfig(void_score=0.0))
     assert score_sample("file_qa", CODE, "1", {"void": 1}, config=cfg).values["score"] == 0.0
     assert score_sample("file_qa", resp("1"), "1", {"is_valid_trajectory": 1}).values["void"] == 0.0
+    # our agent loop's extra_fields key, merged into extra_info by verl's reward loop
+    assert score_sample("file_qa", CODE, "1", {"dm_void": 1}).values["mask_out"] == 1.0
+    assert score_sample("file_qa", resp("1"), "1", {"dm_void": 0}).values["void"] == 0.0

@@ -3,18 +3,16 @@
 This is what the verl entry point calls, but it has no verl import: the inputs are verl's
 ``compute_score`` arguments as plain values. Per-sample options come from ``extra_info``:
 
-=====================  =====================================================================
-``task_kind``          force the kind: file_qa, dabench, choice, sql, judged
-``question``           the question text (sent to the judge)
-``choices``            option texts of a multiple-choice question (letter order)
-``rel_tol``            numeric tolerance of this sample; ``ordered``: lists in order
-``require_code``       whether the response must contain a code block
-``void``               the rollout flagged the trajectory void (``is_valid_trajectory=0`` too)
-``void_score``         the score the rollout wants for this void trajectory
-``session_dir``        SQL: this trajectory's own session directory holding its result CSV
-``result_csv_path``    SQL: the result CSV path itself (instead of a name in the answer)
-``gold_csv``           SQL: the gold result CSV; or ``gold_sql`` + ``db_path``
-=====================  =====================================================================
+* ``task_kind``: force the kind: file_qa, dabench, choice, sql, judged
+* ``question``: the question text (sent to the judge)
+* ``choices``: option texts of a multiple-choice question (letter order)
+* ``rel_tol``: numeric tolerance of this sample; ``ordered``: lists in order
+* ``require_code``: whether the response must contain a code block
+* ``void`` / ``dm_void``: the rollout flagged the trajectory void (``is_valid_trajectory=0`` too)
+* ``void_score``: the score the rollout wants for this void trajectory
+* ``session_dir``: SQL: this trajectory's own session directory holding its result CSV
+* ``result_csv_path``: SQL: the result CSV path itself (instead of a name in the answer)
+* ``gold_csv``: SQL: the gold result CSV; or ``gold_sql`` + ``db_path``
 
 ``ground_truth`` may be the answer text, or DataMind's nested ``{"ground_truth": ..., "task_id": ...}``.
 """
@@ -110,14 +108,21 @@ def _gold(ground_truth: object) -> tuple[str, Any]:
     return as_text(obj), obj
 
 
+#: extra_info keys through which a rollout flags a void trajectory (``dm_void``: our agent loop's
+#: extra_fields, which verl merges into extra_info; ``void``: any other rollout).
+VOID_KEYS = ("void", "dm_void")
+
+
 def _is_void(extra: Mapping[str, Any]) -> bool:
-    v = extra.get("void")
-    if v is not None and not (isinstance(v, float) and v != v):
+    for key in VOID_KEYS:
+        v = extra.get(key)
+        if v is None or (isinstance(v, float) and v != v):
+            continue
         try:
             if bool(v):
                 return True
         except Exception:  # noqa: BLE001
-            pass
+            continue
     valid = extra.get("is_valid_trajectory")
     return valid is not None and valid in (0, False, 0.0)
 
