@@ -11,7 +11,6 @@ import builtins
 import linecache
 import os
 import resource
-import shutil
 import signal
 import socket
 import sys
@@ -45,29 +44,11 @@ def _on_sigxcpu(signum: int, frame: Any) -> None:
         raise CpuTimeExceeded("the cell exceeded its CPU-time limit")
 
 
-def _prepare_workdir(spec: dict[str, Any]) -> None:
-    workdir = spec["workdir"]
-    uid_mode = spec["uid"] is not None
-    if not os.path.isdir(workdir):
-        os.mkdir(workdir, 0o700)
-    if uid_mode:
-        # Owned by root, group = the session's own gid, sticky: the session creates files, but
-        # cannot delete or rename the (root-owned, read-only) data files; others cannot enter.
-        os.chown(workdir, 0, spec["gid"])
-        os.chmod(workdir, 0o1770)
-    for staged, name in spec["files"]:
-        dest = os.path.join(workdir, name)
-        if os.path.lexists(dest):
-            continue
-        try:
-            os.link(staged, dest)
-        except OSError:
-            shutil.copyfile(staged, dest)
-            os.chmod(dest, 0o444)
+def _setup_process(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, str], int]:
+    """Sandbox the process itself (no session yet): returns (isolation facts, output memfd).
 
-
-def _setup(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, Any], dict[str, str], int]:
-    """Apply the sandbox; returns (globals, isolation facts, fd of the output memfd)."""
+    Done right after the fork, so a pre-forked spare is ready to be assigned a session at once.
+    """
     os.setsid()
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
@@ -76,11 +57,6 @@ def _setup(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, Any], dict[
     signal.signal(signal.SIGXCPU, _on_sigxcpu)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-    limits = spec["limits"]
-    workdir = spec["workdir"]
-    _prepare_workdir(spec)
-    os.chdir(workdir)
-
     out_fd = os.memfd_create("cell-output", os.MFD_CLOEXEC)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -88,6 +64,7 @@ def _setup(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, Any], dict[
     os.dup2(out_fd, 1)
     os.dup2(out_fd, 2)
 
+    limits = spec["limits"]
     uid_mode = spec["uid"] is not None
     facts = sandbox.apply_rlimits(
         memory_bytes=limits["memory_mib"] << 20,
@@ -100,38 +77,46 @@ def _setup(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, Any], dict[
         sandbox.drop_privileges(spec["uid"], spec["gid"])
         facts["user"] = f"own uid {spec['uid']} per session (root dropped); directory mode 1770, data files root-owned 0444"
     else:
-        facts["user"] = "same uid as the pool (not root: no per-session uid); files guarded by audit hook"
-        facts["processes"] = "no per-session process limit (RLIMIT_NPROC needs a per-session uid)"
+        facts["user"] = "same uid as the pool (no per-session uid); files, signals and /proc guarded by audit hook"
+        facts["processes"] = f"at most {limits['max_processes']} processes per session, counted by audit hook (threads not limited)"
     # After the uid change, which clears it: die with the zygote.
     sandbox.set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != zygote_pid:
         os._exit(70)
     sandbox.set_no_new_privs()
-
     os.environ.clear()
+    return facts, out_fd
+
+
+def _assign(spec: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
+    """Become a given session: its directory (prepared by the pool), files, tools; returns globals."""
+    limits = spec["limits"]
+    uid_mode = spec["uid"] is not None
+    workdir = msg["workdir"]
+    os.chdir(workdir)
     os.environ.update(sandbox.scrubbed_env(workdir))
     sandbox.install_audit_hook(
         workdir=workdir,
-        protected=[name for _, name in spec["files"]],
+        protected=msg["files"],
         pool_root=spec["pool_root"],
         guard_signals=not uid_mode,
         max_processes=None if uid_mode else limits["max_processes"],
     )
     sys.argv = [""]
-    sys.path = [p for p in sys.path if p]  # no '' entry: the working directory is not importable
+    sys.path = [p for p in sys.path if p and p != spec["pool_root"]]  # the working directory is not importable
     g: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
-    if spec.get("db"):
+    if msg.get("db"):
         from datamind_ext.interpreter.sqltools import SqlTools
 
         tools = SqlTools(
-            os.path.join(workdir, spec["db"]),
+            os.path.join(workdir, msg["db"]),
             workdir,
             max_rows=limits["sql_max_rows"],
             print_rows=limits["sql_print_rows"],
         )
         g["get_db_info"] = tools.get_db_info
         g["execute_sql"] = tools.execute_sql
-    return g, facts, out_fd
+    return g
 
 
 def _format_error(exc: BaseException) -> str:
@@ -223,11 +208,20 @@ def _run_cell(g: dict[str, Any], req: dict[str, Any], cap: capture.BoundedText, 
 
 
 def session_main(sock: socket.socket, spec: dict[str, Any], zygote_pid: int) -> NoReturn:
-    """Entry point of a forked session; never returns."""
+    """Entry point of a forked session process; never returns."""
     code = 0
     try:
         try:
-            g, facts, out_fd = _setup(spec, zygote_pid)
+            facts, out_fd = _setup_process(spec, zygote_pid)
+        except BaseException as exc:  # noqa: BLE001
+            wire.send_sync(sock, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+            os._exit(71)
+        wire.send_sync(sock, {"ready": "spare"})
+        msg = wire.recv_sync(sock)
+        if msg.get("op") != "assign":
+            os._exit(0)
+        try:
+            g = _assign(spec, msg)
         except BaseException as exc:  # noqa: BLE001
             wire.send_sync(sock, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
             os._exit(71)

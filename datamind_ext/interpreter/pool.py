@@ -8,6 +8,7 @@ removing a session directory) runs in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -220,6 +221,16 @@ class _Zygote:
 
 
 @dataclasses.dataclass
+class _Proc:
+    """A forked, sandboxed process not yet (or no longer) bound to a session's directory."""
+
+    pid: int
+    uid: int | None
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+
+@dataclasses.dataclass
 class MemoryReport:
     """Unique memory of each live session and their total; evicted sessions hold none."""
 
@@ -269,28 +280,15 @@ class Session:
         return p
 
     # --- process lifecycle -----------------------------------------------------------------
-    def _spec(self) -> dict[str, Any]:
-        return {
-            "workdir": str(self.workdir),
-            "pool_root": str(self.pool.root),
-            "files": self._files,
-            "db": self.db,
-            "uid": self.uid,
-            "gid": self.uid,
-            "limits": self.pool.limits.model_dump(),
-        }
-
-    async def _spawn(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    async def _spawn(self, proc: _Proc | None = None) -> None:
+        """Give this session a process: a pre-forked spare (new sessions) or a fresh fork with
+        the session's own uid (rebuilds), then assign it the session's directory and files."""
+        if proc is None:
+            proc = await self.pool._new_process(self.uid)
+        self._pid, self._reader, self._writer = proc.pid, proc.reader, proc.writer
+        await asyncio.to_thread(self.pool._prepare_workdir, self.workdir, self._files, self.uid)
         try:
-            pid = await self.pool._zygote.spawn(self._spec(), theirs.fileno())
-        finally:
-            theirs.close()
-        self._pid = pid
-        self.pool._all_pgids.add(pid)
-        ours.setblocking(False)
-        self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=wire.MAX_FRAME_BYTES)
-        try:
+            await wire.send_async(self._writer, {"op": "assign", "workdir": str(self.workdir), "files": self.files, "db": self.db})
             hello = await asyncio.wait_for(wire.recv_async(self._reader), SESSION_START_TIMEOUT_S)
         except (TimeoutError, wire.WireClosed):
             status = await self._kill()
@@ -476,6 +474,8 @@ class InterpreterPool:
     """A warm zygote and the sessions forked from it.
 
     ``max_sessions`` open sessions at most (opening more waits: backpressure);
+    ``spare_sessions`` processes are kept forked and sandboxed ahead of time, so opening a
+    session usually costs a message, not a fork (a fork of the warm image takes 10-30 ms);
     ``max_concurrency`` cells run at once (default: the number of CPU cores), the rest queue;
     ``memory_budget_mib``: when the sessions' total unique memory exceeds it, the least
     recently used idle sessions are evicted and rebuilt by replay when next used.
@@ -490,6 +490,7 @@ class InterpreterPool:
         max_sessions: int = 256,
         max_concurrency: int | None = None,
         memory_budget_mib: int | None = None,
+        spare_sessions: int = 4,
         preload: Sequence[str] = DEFAULT_PRELOAD,
         isolate_network: bool = True,
         isolate_user: bool = True,
@@ -499,6 +500,9 @@ class InterpreterPool:
         self.max_sessions = max_sessions
         self.max_concurrency = max_concurrency or os.cpu_count() or 1
         self.memory_budget_mib = memory_budget_mib
+        self.spare_sessions = spare_sessions
+        self._spares: collections.deque[_Proc] = collections.deque()
+        self._refill_task: asyncio.Task | None = None
         self.preload = list(preload)
         self.isolate_network = isolate_network
         self.isolate_user = isolate_user
@@ -538,8 +542,10 @@ class InterpreterPool:
             raise
         self.uid_mode = bool(self._zygote.info.get("uid_mode"))
         self._zygote_pid = self._zygote.proc.pid if self._zygote.proc else None
-        self._free_uids = list(range(self._uid_base + self.max_sessions - 1, self._uid_base - 1, -1)) if self.uid_mode else []
+        n_uids = self.max_sessions + self.spare_sessions
+        self._free_uids = list(range(self._uid_base + n_uids - 1, self._uid_base - 1, -1)) if self.uid_mode else []
         self._started = True
+        self._refill_spares()
         return self
 
     async def close(self) -> None:
@@ -547,9 +553,16 @@ class InterpreterPool:
             self._closed = True
             return
         self._closed = True
-        if self._evict_task is not None:
-            self._evict_task.cancel()
+        for task in (self._evict_task, self._refill_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await asyncio.gather(*(s.close() for s in list(self.sessions.values())), return_exceptions=True)
+        while self._spares:
+            proc = self._spares.popleft()
+            proc.writer.close()
+            await self._zygote.kill(proc.pid)
         await self._zygote.stop()
         await asyncio.to_thread(shutil.rmtree, self.root, True)
 
@@ -566,7 +579,7 @@ class InterpreterPool:
     @property
     def uid_range(self) -> range:
         """The uids this pool's sessions run as (empty when sessions keep the pool's uid)."""
-        return range(self._uid_base, self._uid_base + self.max_sessions) if self.uid_mode else range(0)
+        return range(self._uid_base, self._uid_base + self.max_sessions + self.spare_sessions) if self.uid_mode else range(0)
 
     def processes(self) -> list[int]:
         """Every live process this pool is responsible for (zygote, sessions, anything they started),
@@ -575,6 +588,11 @@ class InterpreterPool:
 
         roots = {self._zygote_pid} if self._zygote_pid else set()
         return find_processes(uids=self.uid_range, pgids=self._all_pgids, roots=roots)
+
+    @property
+    def spare_pids(self) -> list[int]:
+        """Pre-forked processes waiting for a session."""
+        return [p.pid for p in self._spares]
 
     @property
     def isolation(self) -> dict[str, str]:
@@ -621,22 +639,99 @@ class InterpreterPool:
             raise UserError(f"db {db!r} is not one of the session's files {names}")
         await self._open.acquire()
         try:
-            uid = self._free_uids.pop() if self.uid_mode else None
-            session = Session(self, next(self._ids), staged, db, uid)
-            self.sessions[session.id] = session
-            try:
-                async with self._slots:
-                    await session._spawn()
-            except BaseException:
-                self.sessions.pop(session.id, None)
-                if uid is not None:
-                    self._free_uids.append(uid)
-                await asyncio.to_thread(shutil.rmtree, session.workdir, True)
-                raise
+            proc = self._spares.popleft() if self._spares else None
+            self._refill_spares()
+            async with self._slots:
+                if proc is None:
+                    proc = await self._new_process(self._take_uid())
+                session = Session(self, next(self._ids), staged, db, proc.uid)
+                self.sessions[session.id] = session
+                try:
+                    await session._spawn(proc)
+                except BaseException:
+                    self.sessions.pop(session.id, None)
+                    if proc.uid is not None:
+                        self._free_uids.append(proc.uid)
+                    await asyncio.to_thread(shutil.rmtree, session.workdir, True)
+                    raise
         except BaseException:
             self._open.release()
             raise
         return session
+
+    # --- processes -------------------------------------------------------------------------
+    def _take_uid(self) -> int | None:
+        if not self.uid_mode:
+            return None
+        if not self._free_uids:
+            raise InterpreterError("no free session uid left (more processes than max_sessions + spare_sessions)")
+        return self._free_uids.pop()
+
+    async def _new_process(self, uid: int | None) -> _Proc:
+        """Fork a sandboxed process from the zygote and wait until it is ready to be assigned."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        spec = {"uid": uid, "gid": uid, "pool_root": str(self.root), "limits": self.limits.model_dump()}
+        try:
+            pid = await self._zygote.spawn(spec, theirs.fileno())
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._all_pgids.add(pid)
+        ours.setblocking(False)
+        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=wire.MAX_FRAME_BYTES)
+        try:
+            hello = await asyncio.wait_for(wire.recv_async(reader), SESSION_START_TIMEOUT_S)
+        except (TimeoutError, wire.WireClosed):
+            hello = {"ready": False, "error": describe_exit(await self._zygote.kill(pid))}
+        if hello.get("ready") != "spare":
+            writer.close()
+            await self._zygote.kill(pid)
+            raise InterpreterError(f"the session did not start: {hello.get('error')}")
+        return _Proc(pid, uid, reader, writer)
+
+    def _refill_spares(self) -> None:
+        if self.spare_sessions and not self._closed and (self._refill_task is None or self._refill_task.done()):
+            self._refill_task = asyncio.create_task(self._refill_loop(), name="interpreter-spares")
+
+    async def _refill_loop(self) -> None:
+        """Keep ``spare_sessions`` pre-forked processes ready, one fork at a time, in the background."""
+        while not self._closed and len(self._spares) < self.spare_sessions:
+            if self.uid_mode and not self._free_uids:
+                return
+            uid = self._take_uid()
+            try:
+                proc = await self._new_process(uid)
+            except (InterpreterError, OSError):
+                if uid is not None:
+                    self._free_uids.append(uid)
+                return
+            if self._closed:
+                proc.writer.close()
+                await self._zygote.kill(proc.pid)
+                return
+            self._spares.append(proc)
+
+    def _prepare_workdir(self, workdir: Path, files: list[tuple[str, str]], uid: int | None) -> None:
+        """Create the session's directory (root-owned, its own group, sticky) and link its files.
+
+        Runs in the pool, which keeps its privileges: the session process cannot create links to
+        root-owned read-only files itself, and must not be able to delete them.
+        """
+        if not workdir.is_dir():
+            workdir.mkdir(mode=0o700)
+            if uid is not None:
+                os.chown(workdir, 0, uid)
+                os.chmod(workdir, 0o1770)
+        for staged, name in files:
+            dest = workdir / name
+            if not os.path.lexists(dest):
+                try:
+                    os.link(staged, dest)
+                except OSError:
+                    shutil.copyfile(staged, dest)
+                    os.chmod(dest, 0o444)
 
     @contextlib.asynccontextmanager
     async def session(self, files: Sequence[str | os.PathLike[str]] = (), *, db: str | None = None) -> AsyncIterator[Session]:
