@@ -19,6 +19,7 @@ import math
 import multiprocessing as mp
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -78,6 +79,9 @@ def bench_rules(n: int) -> tuple[float, float]:
 def _serve(port_q: mp.Queue, stop: mp.Event, latency_s: float) -> None:
     from datamind_ext.testing import OpenAITestServer
 
+    # The server stands in for a remote endpoint whose latency is exactly latency_s: switch its
+    # 64 handler threads quickly so GIL hand-offs do not add to that latency.
+    sys.setswitchinterval(1e-4)
     with OpenAITestServer(["Checked.\n<verdict>correct</verdict>"], latency_s=latency_s) as srv:
         port_q.put(srv.base_url)
         stop.wait(600)
@@ -93,7 +97,8 @@ async def _judge_all(client: JudgeClient, n: int, tag: str) -> float:
     return n / dt
 
 
-def bench_judge(n: int, latency_s: float, concurrency: int) -> tuple[float, float, float]:
+def bench_judge(n: int, latency_s: float, concurrency: int, repeat: int) -> tuple[list[float], float, float]:
+    """Judge throughput of ``repeat`` fresh batches of ``n`` (each a cache miss), the ideal rate, cache hits."""
     ctx = mp.get_context("spawn")
     q, stop = ctx.Queue(), ctx.Event()
     proc = ctx.Process(target=_serve, args=(q, stop, latency_s), daemon=True)
@@ -104,22 +109,22 @@ def bench_judge(n: int, latency_s: float, concurrency: int) -> tuple[float, floa
             cfg = JudgeConfig(base_url=base_url, model="bench-judge", max_concurrency=concurrency,
                               cache_path=str(Path(tmp) / "judge.sqlite"), timeout_s=30)
 
-            async def run() -> tuple[float, float]:
+            async def run() -> tuple[list[float], float]:
                 client = JudgeClient(cfg)
                 await _judge_all(client, concurrency, "warmup")  # open the connections
-                live = await _judge_all(client, n, "live")
-                cached = await _judge_all(client, n, "live")
+                lives = [await _judge_all(client, n, f"live{r}") for r in range(repeat)]
+                cached = await _judge_all(client, n, "live0")
                 await client.aclose()
-                return live, cached
+                return lives, cached
 
-            live, cached = asyncio.run(run())
+            lives, cached = asyncio.run(run())
     finally:
         stop.set()
         proc.join(timeout=10)
         if proc.is_alive():
             proc.terminate()
     ideal = n / (math.ceil(n / concurrency) * latency_s)
-    return live, ideal, cached
+    return lives, ideal, cached
 
 
 def main() -> None:
@@ -128,6 +133,7 @@ def main() -> None:
     ap.add_argument("--judge-n", type=int, default=1280, help="judge requests (a multiple of the concurrency)")
     ap.add_argument("--latency-s", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3, help="judge runs (the median is reported)")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core for the rule-based part
@@ -139,9 +145,11 @@ def main() -> None:
           f"(target >= 5,000/s) {'OK' if cpu >= 5000 else 'BELOW TARGET'}")
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-    live, ideal, cached = bench_judge(args.judge_n, args.latency_s, args.concurrency)
+    lives, ideal, cached = bench_judge(args.judge_n, args.latency_s, args.concurrency, args.repeat)
+    live = statistics.median(lives)
     ratio = live / ideal
-    print(f"judge path: {live:,.1f} judgements/s vs ideal {ideal:,.1f}/s "
+    runs = ", ".join(f"{x / ideal:.1%}" for x in lives)
+    print(f"judge path: {live:,.1f} judgements/s (median of {len(lives)} runs: {runs}) vs ideal {ideal:,.1f}/s "
           f"({args.concurrency} concurrent, {args.latency_s * 1000:.0f} ms latency) = {ratio:.1%} "
           f"(target >= 90%) {'OK' if ratio >= 0.9 else 'BELOW TARGET'}")
     print(f"judge cache hits: {cached:,.0f} judgements/s ({args.judge_n} cached verdicts)")
