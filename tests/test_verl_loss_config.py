@@ -125,3 +125,23 @@ def test_expert_row_starts_the_response_at_the_first_trained_token(tiny_tokenize
     second_turn_ids = tiny_tokenizer.encode("<answer>", add_special_tokens=False)
     assert row["responses"][0].item() == first_turn_ids[0]
     assert row["responses"][starts[0]].item() == second_turn_ids[0]
+
+
+def test_adaptive_statistics_count_rollouts_only() -> None:
+    from datamind_ext.integrations.verl.worker import local_stat_sums, rows_to_tensordict
+
+    def row(n: int, reward: float, ent: float, **flags):
+        mask = torch.ones(n, dtype=torch.int64)
+        mask[0] = 0  # an observation token: not in the entropy
+        scores = torch.zeros(n)
+        scores[-1] = reward
+        return {"prompts": torch.arange(3), "responses": torch.arange(n), "response_mask": mask,
+                "rm_scores": scores, "entropy": torch.full((n,), ent), **flags}
+
+    td = rows_to_tensordict([
+        row(4, 1.0, 0.5), row(5, 0.0, 1.0), row(3, -1.0, 2.0, is_void=1), row(6, 0.0, 9.0, is_expert=1),
+    ])
+    succ, rollouts, ent_sum, toks = local_stat_sums(td, success_threshold=0.0)
+    assert (succ, rollouts) == (1.0, 3.0)  # the void rollout failed; the expert row is not a rollout
+    assert toks == 3 + 4  # non-void rollouts' trained tokens
+    assert ent_sum == pytest.approx(3 * 0.5 + 4 * 1.0)

@@ -138,6 +138,19 @@ def _child(model_dir: str) -> dict:  # pragma: no cover - runs in the child proc
             torch.save(params(w), f"/tmp/_dm_{os.getpid()}_{name}.pt")
         del w
 
+    # adaptive schedule at step 500 (cosine base 0.05) on a batch where no rollout succeeded, split
+    # into 2 mini-batches by count as the datamind_sync trainer asks (num_mini_batch, not size)
+    w = new_worker(ours)
+    install_loss(w, DataMindLossConfig(schedule=ScheduleConfig(name="adaptive", success_floor=0.2)))
+    td = rows_to_tensordict([dict(r, rm_scores=torch.zeros(len(r["responses"])),
+                                  entropy=torch.ones(len(r["responses"]))) for r in mixed])
+    tu.assign_non_tensor(td, datamind_step=500, mini_batch_size=len(mixed), datamind_num_mini_batch=2, epochs=1,
+                         seed=1, dataloader_kwargs={"shuffle": False}, global_batch_size=3, calculate_entropy=True,
+                         temperature=1.0)
+    m = w.train_mini_batch(td)["metrics"]
+    out["adaptive"] = {k: [float(x) for x in v] if isinstance(v, list) else float(v) for k, v in m.items()}
+    del w
+
     # verl's own SFT loss on the experts alone: NO_PADDING layout, loss_mask over the full sequence
     w = new_worker(TrainingWorker)
     w.set_loss_fn(partial(sft_loss, ActorConfig(strategy="fsdp2", ppo_mini_batch_size=2, ppo_micro_batch_size_per_gpu=2, use_dynamic_bsz=False, rollout_n=1)))
@@ -209,6 +222,14 @@ def test_gamma_one_equals_pure_sft(results: dict) -> None:
     assert _one(ours["loss"]) == pytest.approx(results["ref"]["sft_loss"], rel=1e-4)
     assert results["param_diff_gamma1_vs_sft"] < 1e-6
     assert results["param_diff_gamma1_vs_gamma0"] > 1e-4  # the comparison can fail: the updates differ
+
+
+def test_adaptive_gamma_rises_on_collapse_and_mini_batches_split_by_count(results: dict) -> None:
+    m = results["adaptive"]
+    assert len(m["grad_norm"]) == 2  # two optimizer steps: num_mini_batch=2 replaced mini_batch_size
+    assert m["actor/gamma"] == pytest.approx([0.9] * len(m["actor/gamma"]))  # base 0.05, no success -> ceiling
+    assert m["actor/gamma_base"] == pytest.approx([0.05] * len(m["actor/gamma_base"]))
+    assert set(m["actor/collapse_success"]) == {1.0} and set(m["actor/collapse_entropy"]) == {0.0}
 
 
 def test_gamma_zero_equals_stock_dapo(results: dict) -> None:

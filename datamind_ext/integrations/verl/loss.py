@@ -126,7 +126,7 @@ def datamind_actor_loss(config: DataMindLossConfig, model_output: dict, data: An
         metrics["actor/entropy"] = Metric(value=ent.item(), aggregation=AggregationType.SUM)
     schedule_metrics = tu.get_non_tensor_data(data=data, key=SCHEDULE_METRICS_KEY, default=None) or {}
     for k, v in dict(schedule_metrics).items():
-        metrics[f"actor/gamma_{k}" if not k.startswith("gamma") else f"actor/{k}"] = float(v)
+        metrics[f"actor/{k}"] = float(v)  # adaptive: gamma_base, collapse_success, collapse_entropy
     return loss, metrics
 
 

@@ -101,6 +101,29 @@ def _flags(data: Any, key: str, n: int) -> torch.Tensor:
     return data[key].reshape(-1).float().cpu() if key in data.keys() else torch.zeros(n)
 
 
+def local_stat_sums(data: Any, success_threshold: float) -> list[float]:
+    """``[successes, rollouts, entropy sum, tokens]`` of this rank's rollouts (expert rows excluded).
+
+    A rollout succeeds when its reward (the sum of its ``rm_scores``) is above the threshold; void
+    rollouts count as rollouts (they failed) but not in the entropy, which covers RL tokens only.
+    """
+    n = data.shape[0]
+    rollout = 1.0 - _flags(data, "is_expert", n)
+    sums = [0.0, 0.0, 0.0, 0.0]
+    if "rm_scores" in data.keys():
+        scores = _row_sums(data["rm_scores"]).float().cpu()
+        sums[0] = float(((scores > success_threshold).float() * rollout).sum())
+        sums[1] = float(rollout.sum())
+    if "entropy" in data.keys():
+        valid = rollout * (1.0 - _flags(data, "is_void", n))
+        ent = data["entropy"].unbind() if data["entropy"].is_nested else list(data["entropy"])
+        masks = data["response_mask"].unbind() if data["response_mask"].is_nested else list(data["response_mask"])
+        per_row = torch.tensor([float((e.float() * m.float()).sum()) for e, m in zip(ent, masks)])
+        toks = torch.tensor([float(m.sum()) for m in masks])
+        sums[2], sums[3] = float((per_row * valid).sum()), float((toks * valid).sum())
+    return sums
+
+
 def _all_reduce_sum(values: list[float], group: Any) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64)
     if torch.distributed.is_initialized():
@@ -138,18 +161,7 @@ def _make_training_worker_cls() -> type:
 
         def _batch_stats(self, data: Any) -> BatchStats:
             """Success rate and RL-token entropy over the whole step (all ranks): adaptive γ input."""
-            n = data.shape[0]
-            rl_rows = (1.0 - _flags(data, "is_expert", n)) * 1.0
-            sums = [0.0, 0.0, 0.0, 0.0]  # successes, rl rows, entropy sum, rl tokens
-            if "rm_scores" in data.keys():
-                scores = _row_sums(data["rm_scores"]).float().cpu()
-                sums[0] = float(((scores > self.loss_config.success_threshold).float() * rl_rows).sum())
-                sums[1] = float(rl_rows.sum())
-            if "entropy" in data.keys():
-                valid = rl_rows * (1.0 - _flags(data, "is_void", n))
-                ent = _row_sums(data["entropy"] * data["response_mask"]).float().cpu()
-                toks = _row_sums(data["response_mask"]).float().cpu()
-                sums[2], sums[3] = float((ent * valid).sum()), float((toks * valid).sum())
+            sums = local_stat_sums(data, self.loss_config.success_threshold)
             succ, rows, ent_sum, toks = _all_reduce_sum(sums, self.engine.get_data_parallel_group())
             return BatchStats(
                 success_rate=succ / rows if rows > 0 else None,
