@@ -36,7 +36,8 @@ def test_parse_verdict() -> None:
 
 async def test_verdict_prompt_and_model_sent() -> None:
     with OpenAITestServer([CORRECT]) as srv:
-        v = await JudgeClient(_cfg(srv)).judge("What is the mean?", "29.14", "about 29.1")
+        async with JudgeClient(_cfg(srv)) as client:
+            v = await client.judge("What is the mean?", "29.14", "about 29.1")
         assert (v.status, v.score) == ("ok", 1.0)
         req = srv.requests[0]
         assert req.body["model"] == "judge-x" and req.body["temperature"] == 0.0
@@ -45,22 +46,23 @@ async def test_verdict_prompt_and_model_sent() -> None:
 
 async def test_retries_on_429_and_5xx_then_succeeds() -> None:
     with OpenAITestServer([WRONG], errors=[429, 503, 500]) as srv:
-        client = JudgeClient(_cfg(srv, max_retries=3))
-        v = await client.judge("q", "a", "b")
+        async with JudgeClient(_cfg(srv, max_retries=3)) as client:
+            v = await client.judge("q", "a", "b")
         assert (v.status, v.score) == ("ok", 0.0)
         assert srv.request_count == 4 and client.stats["retries"] == 3
 
 
 async def test_timeout_is_retried() -> None:
     with OpenAITestServer([Reply(CORRECT, delay_s=2.0), CORRECT]) as srv:
-        client = JudgeClient(_cfg(srv, timeout_s=0.3, max_retries=1))
-        v = await client.judge("q", "a", "b")
+        async with JudgeClient(_cfg(srv, timeout_s=0.3, max_retries=1)) as client:
+            v = await client.judge("q", "a", "b")
         assert v.score == 1.0 and srv.request_count == 2
 
 
 async def test_client_errors_are_not_retried() -> None:
     with OpenAITestServer([CORRECT], api_key="right") as srv:
-        v = await JudgeClient(_cfg(srv, max_retries=3)).judge("q", "a", "b")  # no key sent
+        async with JudgeClient(_cfg(srv, max_retries=3)) as client:
+            v = await client.judge("q", "a", "b")  # no key sent
         assert v.status == "unreachable" and "401" in v.detail
         assert srv.request_count == 1
 
@@ -85,8 +87,8 @@ async def test_persistent_cache_keyed_by_all_five_parts(tmp_path: Path) -> None:
 
 async def test_concurrency_is_bounded() -> None:
     with OpenAITestServer([CORRECT], latency_s=0.05) as srv:
-        client = JudgeClient(_cfg(srv, max_concurrency=3))
-        results = await asyncio.gather(*(client.judge(f"q{i}", "a", "b") for i in range(12)))
+        async with JudgeClient(_cfg(srv, max_concurrency=3)) as client:
+            results = await asyncio.gather(*(client.judge(f"q{i}", "a", "b") for i in range(12)))
         assert all(v.score == 1.0 for v in results)
         assert srv.max_in_flight <= 3
 
@@ -135,3 +137,20 @@ def test_judge_sync_and_unconfigured(monkeypatch) -> None:
         monkeypatch.setenv("DATAMIND_JUDGE_MODEL", "env-model")
         v = JudgeClient(JudgeConfig(backoff_base_s=0.0)).judge_sync("q", "a", "b")
         assert v.score == 1.0 and srv.requests[0].body["model"] == "env-model"
+
+
+async def test_rate_limit_spaces_request_starts(monkeypatch) -> None:
+    from datamind_ext.rewards import judge as judge_mod
+
+    clock = [100.0]
+    slept: list[float] = []
+
+    async def fake_sleep(s: float) -> None:
+        slept.append(s)
+
+    monkeypatch.setattr(judge_mod.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(judge_mod.asyncio, "sleep", fake_sleep)
+    limiter = judge_mod._RateLimiter(max_rpm=120)  # one start every 0.5 s
+    for _ in range(3):
+        await limiter.wait()
+    assert slept == pytest.approx([0.5, 1.0])  # 2nd and 3rd starts wait their turn (simulated clock)

@@ -143,3 +143,21 @@ def test_compute_score_direct_and_unknown_kwargs() -> None:
     assert out["score"] == 1.0 and list(out) == list(RESULT_KEYS)
     with pytest.raises(UserError, match="unknown key"):
         compute_score(data_source="x", solution_str="", ground_truth="", extra_info={}, rel_tol=0.1)
+
+
+async def test_datamind_manager_judges_with_bounded_concurrency(tiny_model_path, tiny_tokenizer) -> None:
+    from datamind_ext.testing import OpenAITestServer
+
+    def verdict(req):
+        ok = "<candidate>\nThe mean is 29.14" in req.last_user_text
+        return "<verdict>correct</verdict>" if ok else "<verdict>incorrect</verdict>"
+
+    with OpenAITestServer(verdict, latency_s=0.05) as srv:
+        kwargs = {"judge": {"base_url": srv.base_url, "model": "judge-x", "max_concurrency": 2}}
+        config = _config(tiny_model_path, manager="datamind", fn_path=None, reward_kwargs=kwargs)
+        data = _batch(tiny_tokenizer, [RESP_OK, RESP_WRONG, RESP_OK, RESP_WRONG])
+        data.non_tensor_batch["data_source"] = np.array(["open_judge"] * 4, dtype=object)
+        _, outputs = await _worker_scores(config, data)
+        assert [o["reward_score"] for o in outputs] == pytest.approx([1.0, 0.0, 1.0, 0.0])
+        assert all(o["reward_extra_info"]["judged"] == 1.0 for o in outputs)
+        assert srv.request_count == 4 and srv.max_in_flight <= 2

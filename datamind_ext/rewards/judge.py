@@ -289,6 +289,12 @@ class JudgeClient:
         """Close this loop's HTTP client (others close when their loop is collected)."""
         await self._close_current_loop()
 
+    async def __aenter__(self) -> JudgeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
 
 def _retry_after_s(value: str | None) -> float | None:
     if not value:
