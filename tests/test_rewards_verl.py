@@ -145,6 +145,21 @@ def test_compute_score_direct_and_unknown_kwargs() -> None:
         compute_score(data_source="x", solution_str="", ground_truth="", extra_info={}, rel_tol=0.1)
 
 
+def test_compute_score_reads_a_config_file(tmp_path) -> None:
+    from datamind_ext.errors import UserError
+    from datamind_ext.integrations.verl.rewards import compute_score
+
+    cfg = tmp_path / "reward.yaml"
+    cfg.write_text("reward:\n  wrong_reward: -0.5\n  default_kind: file_qa\n")
+    wrong = RESP_OK.replace("29.14</answer>", "99</answer>")
+    out = compute_score(data_source="x", solution_str=wrong, ground_truth="29.14", extra_info={}, config_path=str(cfg))
+    assert out["score"] == -0.5
+    (tmp_path / "bad.yaml").write_text("reward:\n  wrong: 1\n")
+    with pytest.raises(UserError, match="unknown key 'reward.wrong'"):
+        compute_score(data_source="x", solution_str="", ground_truth="", extra_info={},
+                      config_path=str(tmp_path / "bad.yaml"))
+
+
 async def test_datamind_manager_judges_with_bounded_concurrency(tiny_model_path, tiny_tokenizer) -> None:
     from datamind_ext.testing import OpenAITestServer
 
