@@ -154,3 +154,9 @@ async def test_rate_limit_spaces_request_starts(monkeypatch) -> None:
     for _ in range(3):
         await limiter.wait()
     assert slept == pytest.approx([0.5, 1.0])  # 2nd and 3rd starts wait their turn (simulated clock)
+
+
+async def test_judge_sync_inside_a_running_loop() -> None:
+    with OpenAITestServer([CORRECT]) as srv:
+        v = JudgeClient(_cfg(srv)).judge_sync("q", "a", "b")  # a sync scorer called from async code
+        assert v.score == 1.0

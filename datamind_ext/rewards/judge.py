@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -237,7 +238,13 @@ class JudgeClient:
             finally:
                 await self._close_current_loop()
 
-        return asyncio.run(once())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(once())
+        # Called from inside a running loop (a sync scorer used in async code): a private thread.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, once()).result()
 
     async def _request(self, st: _LoopState, messages: list[dict[str, str]]) -> tuple[str | None, str]:
         body = {

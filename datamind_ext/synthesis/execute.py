@@ -40,6 +40,7 @@ class InterpreterExecutor:
         self.pool = InterpreterPool(limits=Limits(timeout_s=timeout_s, output_max_chars=output_max_chars),
                                     max_concurrency=max_concurrency)
         self._start_lock: asyncio.Lock | None = None
+        self._closing: set[asyncio.Task] = set()
 
     async def _ensure_started(self) -> None:
         if self._start_lock is None:
@@ -49,11 +50,24 @@ class InterpreterExecutor:
 
     @contextlib.asynccontextmanager
     async def session(self, files: list[str]) -> AsyncIterator[Session]:
+        """A fresh session; it is closed in the background after use.
+
+        Closing (waiting for the process to exit, removing its directory) takes ~0.1 s, longer
+        than running a typical task program, so the caller does not wait for it; :meth:`aclose`
+        does. The pool's session limit still bounds how many exist at once.
+        """
         await self._ensure_started()
-        async with self.pool.session(files=files) as s:
+        s = await self.pool.open_session(files=files)
+        try:
             yield s
+        finally:
+            task = asyncio.ensure_future(s.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def aclose(self) -> None:
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
         await self.pool.close()
 
 

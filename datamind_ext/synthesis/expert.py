@@ -10,9 +10,11 @@ independent execution). Nothing here writes an observation by hand.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 from datamind_ext.protocol import Message, Trajectory, observation_message, observation_text
+from datamind_ext.protocol.observation import ExecutionLike
 from datamind_ext.synthesis.execute import Executor
 from datamind_ext.synthesis.programs import TaskSpec
 from datamind_ext.synthesis.prompts import system_prompt
@@ -52,17 +54,55 @@ def abs_files(files: list[str], data_root: str | Path | None) -> list[str]:
     return [str((root / f) if not Path(f).is_absolute() else Path(f)) for f in files]
 
 
-async def ground_truth(spec: TaskSpec, executor: Executor, data_root: str | Path | None = None) -> tuple[str | None, str | None]:
-    """Run the whole program once; return (gold, None) or (None, reason)."""
-    program = "\n".join(c.code for c in spec.cells)
-    async with executor.session(abs_files(spec.files, data_root)) as s:
-        res = await s.run(program)
+def isolated_program(spec: TaskSpec, preloaded: bool = False) -> str:
+    """The whole program as one cell whose variables stay local to a function, so several
+    programs can run in one session without seeing each other's results. With ``preloaded`` the
+    program's first cell (loading the table) is replaced by a copy of the table the session
+    already loaded with that very cell (the expert replay still runs the full program fresh)."""
+    cells = [c.code for c in spec.cells]
+    if preloaded:
+        cells = ["import pandas as pd", "df = _loaded_tables[%r].copy()" % cells[0], *cells[1:]]
+    body = textwrap.indent("\n".join(cells), "    ")
+    return f"def _task_program():\n{body}\n\n_task_program()\ndel _task_program"
+
+
+def load_cell(spec: TaskSpec) -> str:
+    """Run a program's first cell once and keep its table for the programs that share it."""
+    first = spec.cells[0].code
+    body = textwrap.indent(f"{first}\nreturn df", "    ")
+    return (f"def _load():\n{body}\n\nif '_loaded_tables' not in globals():\n    _loaded_tables = {{}}\n"
+            f"_loaded_tables[{first!r}] = _load()\ndel _load")
+
+
+def _judge_run(res: ExecutionLike) -> tuple[str | None, str | None]:
     if not res.ok:
         first = (res.error or "").strip().splitlines()
         return None, "program_timed_out" if res.timed_out else f"program_error:{first[-1][:120] if first else 'unknown'}"
     gold = final_value(res.output)
     bad = answer_problem(gold)
     return (None, bad) if bad else (gold, None)
+
+
+async def ground_truths(specs: list[TaskSpec], executor: Executor, data_root: str | Path | None = None) -> list[tuple[str | None, str | None]]:
+    """Run each program once (all in one session: the programs must share their data files);
+    return (gold, None) or (None, reason) per program."""
+    files = sorted({f for s in specs for f in abs_files(s.files, data_root)})
+    out = []
+    loaded: set[str] = set()
+    async with executor.session(files) as sess:
+        for spec in specs:
+            first = spec.cells[0].code if spec.cells else ""
+            if first not in loaded and len(specs) > 1:
+                res = await sess.run(load_cell(spec))
+                if res.ok:
+                    loaded.add(first)
+            out.append(_judge_run(await sess.run(isolated_program(spec, preloaded=first in loaded))))
+    return out
+
+
+async def ground_truth(spec: TaskSpec, executor: Executor, data_root: str | Path | None = None) -> tuple[str | None, str | None]:
+    """Run the whole program once; return (gold, None) or (None, reason)."""
+    return (await ground_truths([spec], executor, data_root))[0]
 
 
 def assistant_code_turn(think: str, code: str) -> Message:

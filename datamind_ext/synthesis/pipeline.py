@@ -20,7 +20,7 @@ from datamind_ext.errors import UserError
 from datamind_ext.synthesis import profile as prof_mod
 from datamind_ext.synthesis.config import SynthConfig
 from datamind_ext.synthesis.execute import close_shared_executor, shared_executor
-from datamind_ext.synthesis.expert import expert_trajectory, ground_truth
+from datamind_ext.synthesis.expert import expert_trajectory, ground_truths
 from datamind_ext.synthesis.programs import TaskSpec, make_task_specs
 from datamind_ext.synthesis.runner import ensure_ray, map_unordered, progress
 from datamind_ext.synthesis.store import JsonlStore, content_key
@@ -101,14 +101,26 @@ def _exec_kwargs(cfg: SynthConfig) -> dict[str, Any]:
     return {"timeout_s": cfg.cell_timeout_s}
 
 
-async def _verify_one(item: dict[str, Any]) -> dict[str, Any]:
-    spec = TaskSpec(**item["spec"])
+async def _verify_batch(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """Ground truths of a batch of programs over the same table, in one interpreter session."""
+    specs = [TaskSpec(**d) for d in item["specs"]]
     try:
-        gold, why = await ground_truth(spec, shared_executor(**item["exec"]), item["data_root"])
+        results = await ground_truths(specs, shared_executor(**item["exec"]), item["data_root"])
     except Exception as err:  # noqa: BLE001 — an infrastructure failure: not stored, retried on the next run
-        return {"key": spec.key, "status": "error", "reason": f"{type(err).__name__}: {err}"[:300]}
-    return {"key": spec.key, "status": "ok" if gold is not None else "rejected", "reason": why,
-            "gold": gold, "spec": spec.model_dump()}
+        return [{"key": s.key, "status": "error", "reason": f"{type(err).__name__}: {err}"[:300]} for s in specs]
+    return [{"key": s.key, "status": "ok" if gold is not None else "rejected", "reason": why, "gold": gold,
+             "spec": s.model_dump()} for s, (gold, why) in zip(specs, results)]
+
+
+def batches(specs: list[TaskSpec], size: int) -> list[list[TaskSpec]]:
+    """Consecutive specs of the same table, at most ``size`` per batch."""
+    out: list[list[TaskSpec]] = []
+    for s in specs:
+        if out and len(out[-1]) < size and out[-1][0].table_key == s.table_key:
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out
 
 
 def programmatic_specs(cfg: SynthConfig) -> list[TaskSpec]:
@@ -128,13 +140,15 @@ async def run_tasks(cfg: SynthConfig) -> dict[str, int]:
     errors: Counter[str] = Counter()
     if cfg.generator in ("programmatic", "both"):
         todo = [s for s in programmatic_specs(cfg) if s.key not in store]
-        items = [{"spec": s.model_dump(), "exec": _exec_kwargs(cfg), "data_root": None} for s in todo]
+        items = [{"specs": [s.model_dump() for s in b], "exec": _exec_kwargs(cfg), "data_root": None}
+                 for b in batches(todo, cfg.verify_batch)]
         _prepare_backend(cfg)
         try:
-            with store, progress(len(items), "tasks (programmatic)") as bar:
-                async for rec in map_unordered(_verify_one, items, cfg.backend, cfg.concurrency):
-                    _append_or_count(store, rec, errors)
-                    bar.update(1)
+            with store, progress(len(todo), "tasks (programmatic)") as bar:
+                async for recs in map_unordered(_verify_batch, items, cfg.backend, cfg.concurrency):
+                    for rec in recs:
+                        _append_or_count(store, rec, errors)
+                    bar.update(len(recs))
         finally:
             await close_shared_executor()
     if cfg.generator in ("llm", "both"):
