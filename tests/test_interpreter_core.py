@@ -243,3 +243,15 @@ async def test_memory_report_and_eviction_with_replay(data_dir):
         await a.close()
         await b.close()
     assert p.processes() == []
+
+
+async def test_cancelled_cell_does_not_desynchronise_the_session(pool):
+    async with pool.session() as s:
+        assert (await s.run("kept = 3")).ok
+        task = asyncio.create_task(s.run("import time\ntime.sleep(2)\nprint('late')"))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        r = await s.run("print(kept)")
+        assert r.ok and r.output == "3\n"  # rebuilt by replay, not the cancelled cell's late reply

@@ -119,6 +119,24 @@ def _assign(spec: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
     return g
 
 
+def _trim() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _give_back_memory() -> None:
+    """After the reply is sent (off the caller's critical path): collect cyclic garbage and
+    return free heap pages to the kernel, so an idle session keeps only what it really holds."""
+    import gc
+
+    gc.collect()
+    _trim()
+
+
 def _format_error(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError):
         lines = traceback.format_exception_only(type(exc), exc)
@@ -237,6 +255,7 @@ def session_main(sock: socket.socket, spec: dict[str, Any], zygote_pid: int) -> 
             if req.get("op") != "run":
                 break
             wire.send_sync(sock, _run_cell(g, req, cap, out_fd, uid_mode))
+            _give_back_memory()
     except BaseException:  # noqa: BLE001 - the pool sees EOF and reports the crash
         code = 72
     os._exit(code)

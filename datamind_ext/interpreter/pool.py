@@ -371,6 +371,11 @@ class Session:
             reply = await asyncio.wait_for(wire.recv_async(reader), timeout)
         except wire.WireClosed:
             return await self._after_crash(t0, None)
+        except asyncio.CancelledError:
+            # The caller gave up: the reply still in flight would be read as the next cell's,
+            # so drop this process; the next cell rebuilds the session by replay.
+            await asyncio.shield(self._kill())
+            raise
         except TimeoutError:
             assert self._pid is not None
             await self.pool._zygote.signal(self._pid, signal.SIGINT)
@@ -412,6 +417,7 @@ class Session:
             error=reply.get("error"),
             timed_out=timed_out,
             duration_s=duration,
+            cell_s=reply.get("cell_s", 0.0),
             output_chars=reply["output_chars"],
             truncated_chars=reply["truncated_chars"],
         )

@@ -18,7 +18,8 @@ class ExecResult:
     ok: bool
     error: str | None = None
     timed_out: bool = False
-    duration_s: float = 0.0
+    duration_s: float = 0.0  # wall time seen by the caller, from sending the cell to its result
+    cell_s: float = 0.0  # time the code itself ran inside the session
     output_chars: int = 0  # characters printed before truncation
     truncated_chars: int = 0  # characters cut from the middle of ``output``
     restarted: bool = False  # the session's process was rebuilt after this cell (crash, timeout kill, stray threads)

@@ -88,6 +88,39 @@ def _warm_up() -> None:
         pd.to_datetime(pd.Series(["2024-01-01", "2024-02-01"])).dt.month.tolist()
         df.corr(numeric_only=True).round(2).to_string()
         pd.read_json(io.StringIO('[{"a": 1}]'))
+        ts = pd.DataFrame({"date": pd.to_datetime(["2024-01-01 10:00", "2024-02-03 11:30", "2024-03-05 12:00"]),
+                           "v": [1.0, 2.0, 4.0], "k": ["a", "b", "a"]})
+        ts.set_index("date").resample("MS")["v"].sum().tail(2).round(2).to_string()
+        ts.groupby(["k"])["v"].sum().nlargest(2).to_string()
+        ts[["v"]].describe().round(2).to_string()
+        buf = io.BytesIO()
+        ts.to_excel(buf, index=False)
+        pd.read_excel(io.BytesIO(buf.getvalue()))
+        buf = io.BytesIO()
+        ts.to_parquet(buf)
+        pd.read_parquet(io.BytesIO(buf.getvalue()))
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        import numpy as np
+        from scipy import stats
+
+        x = np.arange(10.0)
+        stats.pearsonr(x, x**2)
+        stats.ttest_ind(x, x + 1)
+        np.percentile(x, [25, 50, 75])
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        import numpy as np
+        from sklearn.linear_model import LinearRegression, LogisticRegression
+        from sklearn.model_selection import train_test_split
+
+        X = np.arange(20.0).reshape(10, 2)
+        y = X @ np.array([1.0, 2.0])
+        LinearRegression().fit(X, y).score(X, y)
+        LogisticRegression().fit(X, (y > y.mean()).astype(int)).predict(X)
+        train_test_split(X, y, test_size=0.2, random_state=0)
     except Exception:  # noqa: BLE001
         pass
     try:
