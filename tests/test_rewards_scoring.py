@@ -169,3 +169,31 @@ def test_void_flag_is_exposed_and_scored_as_the_rollout_says() -> None:
     # our agent loop's extra_fields key, merged into extra_info by verl's reward loop
     assert score_sample("file_qa", CODE, "1", {"dm_void": 1}).values["mask_out"] == 1.0
     assert score_sample("file_qa", resp("1"), "1", {"dm_void": 0}).values["void"] == 0.0
+
+
+def test_sql_gold_from_gold_sql_and_db(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "db.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("create table t(k text, v real)")
+    con.executemany("insert into t values (?, ?)", [("a", 1.0), ("b", 2.0)])
+    con.commit()
+    con.close()
+    session = _session(tmp_path, "traj", "key,value\nb,2\na,1\n")
+    extra = {"session_dir": str(session), "gold_sql": "select k, v from t", "db_path": str(db)}
+    ok = score_sample("darl/sql", "<answer>saved in 'result.csv'</answer>", "", extra)
+    assert ok.values["acc"] == 1.0, ok.reason
+    bad = score_sample("darl/sql", "<answer>saved in 'result.csv'</answer>", "", {**extra, "gold_sql": "select nope"})
+    assert bad.values["acc"] == 0.0 and "gold_sql_failed" in bad.reason
+
+
+def test_core_rewards_import_no_framework() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, datamind_ext.rewards, datamind_ext.testing; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('verl', 'llamafactory', 'torch')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
