@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datamind_ext.rewards import JudgeClient, JudgeConfig, ScoringConfig, score_sample  # noqa: E402
+from datamind_ext.rewards import JudgeClient, JudgeConfig, ScoringConfig, score_sample
 
 CODE = "<think>Load the file and compute.</think>\n<code>\n```python\nimport pandas as pd\ndf = pd.read_csv('data.csv')\nprint(df.describe())\n```\n</code>\n<interpreter>count 100\nmean 29.1389</interpreter>\n"
 

@@ -13,9 +13,9 @@ import torch
 
 pytest.importorskip("verl")
 
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import OmegaConf
 
-from datamind_ext.rewards import RESULT_KEYS  # noqa: E402
+from datamind_ext.rewards import RESULT_KEYS
 
 RESP_OK = (
     "<think>load the file</think>\n<code>\n```python\nprint(df.x.mean())\n```\n</code>\n"

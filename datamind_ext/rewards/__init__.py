@@ -31,9 +31,9 @@ Every function here is total: any input (empty, huge, binary, NaN) gives a resul
 
 from datamind_ext.rewards.composite import RESULT_KEYS, LengthPenaltyConfig, RewardConfig, length_factor
 from datamind_ext.rewards.dabench import match_dabench, parse_sub_answers, sub_answer_correctness
-from datamind_ext.rewards.match import MatchResult, choice_index, match_answer, match_choice, numbers_match
 from datamind_ext.rewards.format_score import FormatResult, score_format
 from datamind_ext.rewards.judge import JudgeClient, JudgeConfig, JudgeUnavailableError, Verdict
+from datamind_ext.rewards.match import MatchResult, choice_index, match_answer, match_choice, numbers_match
 from datamind_ext.rewards.scoring import RewardResult, ScoringConfig, resolve_kind, score_sample, score_sample_async
 from datamind_ext.rewards.tables import compare_rows, compare_tables, read_csv_rows, run_sql_rows
 
@@ -49,20 +49,20 @@ __all__ = [
     "RewardResult",
     "ScoringConfig",
     "Verdict",
-    "length_factor",
-    "resolve_kind",
-    "score_format",
-    "score_sample",
-    "score_sample_async",
     "choice_index",
     "compare_rows",
     "compare_tables",
+    "length_factor",
     "match_answer",
     "match_choice",
     "match_dabench",
     "numbers_match",
     "parse_sub_answers",
     "read_csv_rows",
+    "resolve_kind",
     "run_sql_rows",
+    "score_format",
+    "score_sample",
+    "score_sample_async",
     "sub_answer_correctness",
 ]

@@ -96,7 +96,7 @@ def composite_score(*, correct: bool, format_ok: bool, length: int, cfg: RewardC
     return (cfg.wrong_reward if format_ok else cfg.format_penalty), 0.0
 
 
-def result_dict(**values: float | bool | int) -> dict[str, float]:
+def result_dict(**values: float | bool) -> dict[str, float]:
     """A reward dict with exactly :data:`RESULT_KEYS` (missing ones 0.0, all floats)."""
     unknown = set(values) - set(RESULT_KEYS)
     if unknown:

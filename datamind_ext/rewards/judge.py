@@ -275,7 +275,7 @@ class JudgeClient:
                         retry_after = _retry_after_s(resp.headers.get("retry-after"))
                     else:
                         return None, f"HTTP {resp.status}: {(await resp.text())[:200]}"
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 err = f"timeout after {self.config.timeout_s}s"
             except aiohttp.ClientError as e:
                 err = f"{type(e).__name__}: {e}"

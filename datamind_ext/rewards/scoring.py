@@ -297,7 +297,7 @@ def score_sample(
         return _finish(p, rule_match(p, cfg), cfg, tokenizer)
     except JudgeUnavailableError:
         raise
-    except Exception as err:  # noqa: BLE001 - a scorer bug must not kill a training step
+    except Exception as err:
         log.exception("reward scoring failed")
         return _error_result(cfg, err)
 
@@ -327,7 +327,7 @@ async def score_sample_async(
         return _finish(p, rule_match(p, cfg), cfg, tokenizer)
     except JudgeUnavailableError:
         raise
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         log.exception("reward scoring failed")
         return _error_result(cfg, err)
 

@@ -193,7 +193,7 @@ def _make_handler(server: OpenAITestServer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"  # keep-alive, as real OpenAI clients expect
         disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed-ACK stall)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet in tests
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
         def _send(self, status: int, body: dict[str, Any] | str) -> None:
@@ -209,13 +209,13 @@ def _make_handler(server: OpenAITestServer) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the client gave up (its timeout); nothing to do
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        def do_GET(self) -> None:
             if self.path.rstrip("/").endswith("/models"):
                 self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})
             else:
                 self._send(404, {"error": {"message": "not found"}})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             if not self.path.rstrip("/").endswith("/chat/completions"):
