@@ -297,7 +297,7 @@ def score_sample(
         return _finish(p, rule_match(p, cfg), cfg, tokenizer)
     except JudgeUnavailableError:
         raise
-    except Exception as err:
+    except Exception as err:  # a scorer bug must not kill a training step: logged, sample excluded
         log.exception("reward scoring failed")
         return _error_result(cfg, err)
 
@@ -327,7 +327,7 @@ async def score_sample_async(
         return _finish(p, rule_match(p, cfg), cfg, tokenizer)
     except JudgeUnavailableError:
         raise
-    except Exception as err:
+    except Exception as err:  # a scorer bug must not kill a training step: logged, sample excluded
         log.exception("reward scoring failed")
         return _error_result(cfg, err)
 
