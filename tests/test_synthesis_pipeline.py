@@ -99,7 +99,7 @@ def test_rl_parquet_loads_in_verl(synth_run: Path, tiny_tokenizer) -> None:
 
 def test_kill_9_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     data = _subset(tmp_path, ["retail_sales.csv", "employees.tsv", "weather_stations.csv"])
-    args = ["--data", str(data), "--tasks-per-table", "10", "--seed", "1", "--concurrency", "2"]
+    args = ["--data", str(data), "--tasks-per-table", "12", "--seed", "1", "--concurrency", "2"]
     ref = tmp_path / "ref"
     assert main(["synth", "profile", "--out", str(ref), *args]) == 0
     assert main(["synth", "tasks", "--out", str(ref), *args]) == 0
@@ -110,8 +110,8 @@ def test_kill_9_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path) 
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and (not tasks.exists() or len(tasks.read_text().splitlines()) < 5):
-            time.sleep(0.05)
+        while time.monotonic() < deadline and (not tasks.exists() or not tasks.read_text().strip()):
+            time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)  # mid-stage, no chance to clean up
         proc.wait(timeout=30)
     finally:
@@ -120,7 +120,7 @@ def test_kill_9_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path) 
         except ProcessLookupError:
             pass
     done_before = _keys(tasks)
-    assert 5 <= len(done_before) < 30, "the kill must land mid-stage"
+    assert 1 <= len(done_before) < 36, "the kill must land mid-stage"
     assert main(["synth", "tasks", "--out", str(out), *args]) == 0
     after = _keys(tasks)
     assert len(after) == len(set(after))  # no duplicates

@@ -147,7 +147,8 @@ async def judge(client: LLMClient, cfg: SynthConfig, question: str, answers: lis
     return (True if correct == "yes" else False if correct == "no" else None), best, tag(r.content, "reasoning") or ""
 
 
-async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient, store: JsonlStore) -> dict[str, Any]:
+async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient, store: JsonlStore,
+                      stored: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Sample, check consistency, judge; critique-and-resample up to ``critique_rounds`` times."""
     spec = TaskSpec(**task["spec"])
     files = [str(Path(f).resolve()) for f in spec.files]
@@ -157,7 +158,8 @@ async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient,
     budgets = AgentBudgets(max_turns=cfg.max_turns, max_tokens_per_turn=cfg.llm.max_tokens,
                            max_response_tokens=cfg.max_turns * cfg.llm.max_tokens, max_observation_chars=cfg.max_obs_chars)
     executor = shared_executor(timeout_s=cfg.cell_timeout_s)
-    stored = {r["key"]: r for r in store.records() if r.get("task_key") == spec.key}
+    if stored is None:
+        stored = {r["key"]: r for r in store.records() if r.get("task_key") == spec.key}
     critique = ""
     reason = "inconsistent"
     for rnd in range(cfg.critique_rounds + 1):
@@ -209,10 +211,14 @@ async def run_llm_trajectories(cfg: SynthConfig, store: JsonlStore, tasks: list[
     ledger = TokenLedger()
     client = LLMClient(cfg.llm, ledger, cfg.seed)
     sem = asyncio.Semaphore(max(1, cfg.llm.concurrency // max(1, cfg.samples_per_task)))
+    by_task: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in store.records():  # samples stored by an interrupted run are reused, not redrawn
+        if r.get("sampler") == "llm":
+            by_task.setdefault(r["task_key"], {})[r["key"]] = r
 
     async def one(t: dict[str, Any]) -> dict[str, Any]:
         async with sem:
-            return await sample_task(t, cfg, client, store)
+            return await sample_task(t, cfg, client, store, by_task.get(t["key"], {}))
 
     try:
         with consensus, progress(len(todo), "trajectories (llm)") as bar:
