@@ -11,9 +11,11 @@ and what is measured is the rollout machinery plus code execution):
   tools keep no state across calls, so every cell is self-contained).
 
 Same workload: N trajectories × K code turns + 1 answer turn, identical cells. Reported per
-side: batch wall time, mean per-turn overhead ((trajectory time − generation time) / turns),
-peak host memory (USS summed over this process and every descendant, sampled), and the
-memory added over the idle process.
+side: batch wall time; ``overhead_per_turn_ms`` = (trajectory time − generation time) / turns,
+i.e. the latency a turn adds to one trajectory while N run at once; ``amortized_ms_per_turn`` =
+batch wall / (N × turns), the machine's cost per turn; peak host memory (USS summed over this
+process and every descendant, sampled every 0.5 s: short-lived subprocesses can be missed) and
+the memory added over the idle process.
 
     .venv/bin/python benchmarks/rollout_bench.py            # 256 trajectories, 3 code turns each
     .venv/bin/python benchmarks/rollout_bench.py --trajectories 64 --code-turns 2
@@ -30,7 +32,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 CELL = "import math\nprint(sum(math.isqrt(i) for i in range(20000)))"
 
@@ -111,7 +113,7 @@ class MemorySampler:
             await asyncio.to_thread(self.sample)
             await asyncio.sleep(self.period_s)
 
-    def __enter__(self) -> MemorySampler:
+    def __enter__(self) -> Self:
         self._task = asyncio.get_running_loop().create_task(self._loop())
         return self
 
@@ -160,7 +162,7 @@ async def run_side(name: str, cfg: Any, server: ReplayServer, n: int, k: int) ->
         "side": name, "trajectories": n, "code_turns": k,
         "batch_wall_s": round(wall, 2),
         "overhead_per_turn_ms": round(1000 * (wall * n - gen_total) / (n * (k + 1)), 1),
-        "batch_wall_per_turn_ms": round(1000 * wall / (k + 1), 1),
+        "amortized_ms_per_turn": round(1000 * wall / (n * (k + 1)), 2),
         "peak_host_uss_mib": round(mem.peak_mib), "added_uss_mib": round(mem.peak_mib - idle),
         "peak_processes": mem.max_procs,
         "mean_chat_turns": float(sum(turns) / len(turns)),

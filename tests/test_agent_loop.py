@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from datamind_ext.agent import AgentBudgets, ReplayPolicy, TurnLoop, replay_trajectory, run_chat_episode
+from datamind_ext.agent import (
+    AgentBudgets,
+    ReplayPolicy,
+    TurnLoop,
+    replay_trajectory,
+    run_chat_episode,
+)
 from datamind_ext.agent.chat import restore_stop
 from datamind_ext.agent.loop import (
     FORCE_ANSWER_NOTE,
@@ -22,7 +28,12 @@ from datamind_ext.agent.loop import (
     EpisodeView,
     TurnOutput,
 )
-from datamind_ext.protocol import Trajectory, is_observation, observation_message, observation_text
+from datamind_ext.protocol import (
+    Trajectory,
+    is_observation,
+    observation_message,
+    observation_text,
+)
 
 
 def _load_support():
@@ -87,7 +98,7 @@ async def test_replay_of_correct_trajectory_reproduces_observations_and_template
 async def test_replay_reports_observation_that_differs(tiny_tokenizer):
     traj = correct_trajectory()
     traj.messages[3] = observation_message("The code ran successfully:\n7\n")
-    ep, diffs = await replay_trajectory(traj, support.py_factory(), tokenizer=tiny_tokenizer)
+    _, diffs = await replay_trajectory(traj, support.py_factory(), tokenizer=tiny_tokenizer)
     assert [d.index for d in diffs] == [0]
     assert "7" in diffs[0].recorded and "6" in diffs[0].replayed
 
@@ -149,7 +160,7 @@ async def test_long_observation_keeps_head_and_tail(tiny_tokenizer):
     loop = TurnLoop(ReplayPolicy([code, ANSWER]), support.py_factory(),
                     AgentBudgets(max_observation_chars=256, force_final_answer=True, max_turns=2))
     ep = await loop.run([QUESTION])
-    text = [m["content"] for m in ep.messages if is_observation(m)][0]
+    text = next(m["content"] for m in ep.messages if is_observation(m))
     assert "successfully:\nH" in text and "T\n" in text and "characters cut" in text
     assert FORCE_ANSWER_NOTE in text  # next turn is the last one
     assert ep.metrics.observation_chars_cut > 9000 and ep.turn_metrics[0].observation_chars <= 256 + len(FORCE_ANSWER_NOTE) + 1

@@ -15,6 +15,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Self
 
 DRIVER = r"""
 import contextlib, io, json, sys, traceback
@@ -44,13 +45,13 @@ class Result:
 class PySubprocessSession:
     """One python process per session; ``close()`` kills its process group."""
 
-    live: set[int] = set()  # pids of sessions not yet closed (leak checks)
+    live: ClassVar[set[int]] = set()  # pids of sessions not yet closed (leak checks)
 
     def __init__(self, files: list[str], timeout_s: float = 10.0) -> None:
         self.files, self.timeout_s = files, timeout_s
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def __aenter__(self) -> PySubprocessSession:
+    async def __aenter__(self) -> Self:
         cwd = str(Path(self.files[0]).parent) if self.files else None
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-u", "-c", DRIVER, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -66,7 +67,7 @@ class PySubprocessSession:
         await self.proc.stdin.drain()
         try:
             line = await asyncio.wait_for(self.proc.stdout.readline(), self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._kill()
             return Result("", False, f"timed out after {self.timeout_s} s", timed_out=True)
         return Result(**json.loads(line))

@@ -18,14 +18,13 @@ import pytest
 
 import datamind_ext.integrations.verl  # noqa: F401
 from datamind_ext.agent.session import interpreter_factory
-from datamind_ext.protocol import is_observation
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples" / "files"
 
 CSV_TURNS = [
-    "<think>load</think><code>\n```python\nimport pandas as pd\ndf = pd.read_csv('retail_sales.csv')\n"
-    "print(len(df))\n```\n</code>AFTER-STOP-1",
+    ("<think>load</think><code>\n```python\nimport pandas as pd\ndf = pd.read_csv('retail_sales.csv')\n"
+     "print(len(df))\n```\n</code>AFTER-STOP-1"),
     "<think>again</think><code>\n```python\nprint(len(df) * 2)\n```\n</code>AFTER-STOP-2",
     "<answer>done</answer>AFTER-ANSWER",
 ]

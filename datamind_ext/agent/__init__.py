@@ -8,8 +8,19 @@ recorded trajectory (:class:`ReplayPolicy`, data validation).
 
 from datamind_ext.agent.chat import ChatCompletionsPolicy, run_chat_episode
 from datamind_ext.agent.config import AgentBudgets
-from datamind_ext.agent.loop import Episode, EpisodeMetrics, EpisodeView, TurnLoop, TurnMetrics, TurnOutput
-from datamind_ext.agent.policies import ReplayPolicy, TokenServerPolicy, engine_generate_fn
+from datamind_ext.agent.loop import (
+    Episode,
+    EpisodeMetrics,
+    EpisodeView,
+    TurnLoop,
+    TurnMetrics,
+    TurnOutput,
+)
+from datamind_ext.agent.policies import (
+    ReplayPolicy,
+    TokenServerPolicy,
+    engine_generate_fn,
+)
 from datamind_ext.agent.prompts import system_prompt, task_kind, with_system_prompt
 from datamind_ext.agent.replay import observation_diffs, replay_trajectory
 from datamind_ext.agent.session import interpreter_factory, open_session

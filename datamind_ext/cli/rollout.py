@@ -66,7 +66,13 @@ def _load_rows(path: Path) -> list[dict[str, Any]]:
 
 
 async def _run(args: argparse.Namespace) -> dict[str, int]:
-    from datamind_ext.agent import AgentBudgets, ReplayPolicy, TokenServerPolicy, TurnLoop, engine_generate_fn
+    from datamind_ext.agent import (
+        AgentBudgets,
+        ReplayPolicy,
+        TokenServerPolicy,
+        TurnLoop,
+        engine_generate_fn,
+    )
     from datamind_ext.agent.replay import observation_diffs, split_prompt
     from datamind_ext.agent.session import interpreter_factory
 
@@ -122,11 +128,14 @@ async def _run(args: argparse.Namespace) -> dict[str, int]:
         await sessions.aclose()
         if engine is not None:
             engine.close()
-    with open(out_path, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    await asyncio.to_thread(_write_jsonl, out_path, list(records))
     counts["out"] = str(out_path)  # type: ignore[assignment]
     return counts
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
 
 
 def run(args: argparse.Namespace) -> int:

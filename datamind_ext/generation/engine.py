@@ -168,7 +168,7 @@ class HFGenerationEngine:
                     return
             try:
                 self._run_batch(batch)
-            except BaseException as err:  # noqa: BLE001 - every waiter must be woken, with the error
+            except BaseException as err:
                 log.exception("generation batch failed")
                 for r in batch:
                     if r.future is not None and not r.future.done():
@@ -188,9 +188,7 @@ class HFGenerationEngine:
         )
 
     def _check_stop(self, r: _Request, token: int) -> None:
-        if token in r.spec.stop_token_ids:
-            self._finish(r, "stop", token)
-        elif token in self.eos_token_ids:
+        if token in r.spec.stop_token_ids or token in self.eos_token_ids:
             self._finish(r, "stop", token)
         elif r.spec.stop:
             longest = max(len(s) for s in r.spec.stop)

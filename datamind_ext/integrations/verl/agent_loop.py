@@ -23,7 +23,6 @@ prompt for the task kind is prepended.
 
 from __future__ import annotations
 
-
 AGENT_NAME = "datamind_code_agent"
 
 
@@ -42,20 +41,25 @@ def register() -> None:
     verl_register(AGENT_NAME)(cls)
 
 
-import logging  # noqa: E402 - after register(), see its docstring
-from collections.abc import Sequence  # noqa: E402 - after register(), see its docstring
-from typing import Any, ClassVar  # noqa: E402 - after register(), see its docstring
-from uuid import uuid4  # noqa: E402 - after register(), see its docstring
+# Imports after register() on purpose (see its docstring).
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+from uuid import uuid4
 
-from omegaconf import DictConfig, OmegaConf  # noqa: E402 - after register(), see its docstring
-from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput  # noqa: E402 - after register(), see its docstring
+from omegaconf import DictConfig, OmegaConf
+from verl.experimental.agent_loop.agent_loop import (
+    AgentLoopBase,
+    AgentLoopMetrics,
+    AgentLoopOutput,
+)
 
-from datamind_ext.agent.config import AgentBudgets  # noqa: E402 - after register(), see its docstring
-from datamind_ext.agent.loop import Episode, TurnLoop  # noqa: E402 - after register(), see its docstring
-from datamind_ext.agent.policies import TokenServerPolicy  # noqa: E402 - after register(), see its docstring
-from datamind_ext.agent.prompts import with_system_prompt  # noqa: E402 - after register(), see its docstring
-from datamind_ext.agent.session import SessionFactory, interpreter_factory  # noqa: E402 - after register(), see its docstring
-from datamind_ext.config import parse_config  # noqa: E402 - after register(), see its docstring
+from datamind_ext.agent.config import AgentBudgets
+from datamind_ext.agent.loop import Episode, TurnLoop
+from datamind_ext.agent.policies import TokenServerPolicy
+from datamind_ext.agent.prompts import with_system_prompt
+from datamind_ext.agent.session import SessionFactory, interpreter_factory
+from datamind_ext.config import parse_config
 
 log = logging.getLogger(__name__)
 

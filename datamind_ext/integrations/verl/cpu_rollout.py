@@ -47,9 +47,10 @@ def register() -> None:
     rollout_base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{__name__}.HFServerAdapter"
 
 
-import ray  # noqa: E402 - after register(), see its docstring
-from verl.workers.rollout.base import BaseRollout  # noqa: E402
-from verl.workers.rollout.replica import RolloutReplica, TokenOutput  # noqa: E402
+# Imports after register() on purpose (see its docstring).
+import ray
+from verl.workers.rollout.base import BaseRollout
+from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
 log = logging.getLogger(__name__)
 _WEIGHT_CHUNK = 64  # tensors per Ray call during weight sync
