@@ -40,14 +40,14 @@ def synth_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = _subset(tmp, ["retail_sales.csv", "employees.tsv", "school_grades.xlsx", "products.json", "web_events.jsonl",
                          "energy_readings.parquet", "library.sqlite", "corrupt_export.xlsx"])
     out = tmp / "out"
-    assert main(["synth", "all", "--data", str(data), "--out", str(out), "--tasks-per-table", "2", "--seed", "7"]) == 0
+    assert main(["synth", "all", "--data", str(data), "--out", str(out), "--tasks-per-table", "1", "--seed", "7"]) == 0
     return out
 
 
 def test_all_stages_produce_datasets_and_card(synth_run: Path) -> None:
     out = synth_run
     report = json.loads((out / "filtered" / "report.json").read_text())
-    assert report["kept"] >= 10
+    assert report["kept"] >= 10  # 12 tables, one task each
     card = (out / "export" / "README.md").read_text()
     for fmt in ("csv", "tsv", "xlsx", "json", "jsonl", "parquet", "sqlite"):
         assert f"| {fmt} |" in card
@@ -98,7 +98,7 @@ def test_rl_parquet_loads_in_verl(synth_run: Path, tiny_tokenizer) -> None:
 
 
 def test_kill_9_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
-    data = _subset(tmp_path, ["retail_sales.csv", "employees.tsv", "weather_stations.csv"])
+    data = _subset(tmp_path, ["retail_sales.csv", "weather_stations.csv"])
     args = ["--data", str(data), "--tasks-per-table", "12", "--seed", "1", "--concurrency", "2"]
     ref = tmp_path / "ref"
     assert main(["synth", "profile", "--out", str(ref), *args]) == 0
@@ -120,7 +120,7 @@ def test_kill_9_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path) 
         except ProcessLookupError:
             pass
     done_before = _keys(tasks)
-    assert 1 <= len(done_before) < 36, "the kill must land mid-stage"
+    assert 1 <= len(done_before) < 24, "the kill must land mid-stage"
     assert main(["synth", "tasks", "--out", str(out), *args]) == 0
     after = _keys(tasks)
     assert len(after) == len(set(after))  # no duplicates

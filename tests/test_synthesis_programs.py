@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from datamind_ext.protocol import parse_response, validate_structure
-from datamind_ext.synthesis.execute import close_shared_executor, shared_executor
+from datamind_ext.synthesis.execute import InterpreterExecutor
 from datamind_ext.synthesis.expert import expert_trajectory, ground_truth
 from datamind_ext.synthesis.profile import TableProfile, find_data_files, profile_file
 from datamind_ext.synthesis.programs import OPS, PROGRAMMATIC_CATEGORIES, can_finish, make_task_specs
@@ -22,6 +22,16 @@ SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "files"
 @pytest.fixture(scope="module")
 def profiles() -> list[TableProfile]:
     return [p for f in find_data_files(SAMPLES) for p in profile_file(f) if isinstance(p, TableProfile)]
+
+
+@pytest.fixture(scope="module")
+def run_in_pool():
+    """One interpreter pool for the module (its warm start costs seconds), driven from one loop."""
+    loop = asyncio.new_event_loop()
+    ex = InterpreterExecutor()
+    yield lambda make: loop.run_until_complete(make(ex))
+    loop.run_until_complete(ex.aclose())
+    loop.close()
 
 
 def test_taxonomy_and_knowledge_cover_18_categories() -> None:
@@ -62,25 +72,21 @@ def test_seeded_determinism(profiles: list[TableProfile]) -> None:
     assert a == b and a != c
 
 
-def test_ground_truth_and_expert_trajectory_from_real_execution(profiles: list[TableProfile]) -> None:
+def test_ground_truth_and_expert_trajectory_from_real_execution(profiles: list[TableProfile], run_in_pool) -> None:
     by_name = {p.label: p for p in profiles}
     specs = [s for name in ("retail_sales.csv", "library.sqlite (books)", "school_grades.xlsx (term1)")
              for s in make_task_specs(by_name[name], 2, seed=1, min_depth=2, max_depth=3)]
 
-    async def run() -> list:
-        ex = shared_executor()
-        try:
-            out = []
-            for s in specs:
-                gold, why = await ground_truth(s, ex)
-                assert gold is not None, (s.question, why)
-                traj, why = await expert_trajectory(s, gold, ex)
-                out.append((s, gold, traj, why))
-            return out
-        finally:
-            await close_shared_executor()
+    async def run(ex) -> list:
+        out = []
+        for s in specs:
+            gold, why = await ground_truth(s, ex)
+            assert gold is not None, (s.question, why)
+            traj, why = await expert_trajectory(s, gold, ex)
+            out.append((s, gold, traj, why))
+        return out
 
-    for spec, gold, traj, why in asyncio.run(run()):
+    for spec, gold, traj, why in run_in_pool(run):
         assert traj is not None, why
         assert validate_structure(traj) == []
         assert traj.final_answer == gold == traj.ground_truth
@@ -93,17 +99,14 @@ def test_ground_truth_and_expert_trajectory_from_real_execution(profiles: list[T
                 assert parse_response(m.content, model_turn=True).format_ok(soft=("text_outside_tags", "no_answer"))
 
 
-def test_failing_program_is_rejected_with_reason(profiles: list[TableProfile]) -> None:
+def test_failing_program_is_rejected_with_reason(profiles: list[TableProfile], run_in_pool) -> None:
     spec = make_task_specs(profiles[0], 1, seed=0)[0]
     broken = spec.model_copy(update={"cells": [*spec.cells[:-1], spec.cells[-1].model_copy(update={"code": "print(undefined_name)"})]})
     empty = spec.model_copy(update={"cells": [*spec.cells, spec.cells[-1].model_copy(update={"code": "print(float('nan'))"})]})
 
-    async def run() -> tuple:
-        try:
-            return await ground_truth(broken, shared_executor()), await ground_truth(empty, shared_executor())
-        finally:
-            await close_shared_executor()
+    async def run(ex) -> tuple:
+        return await ground_truth(broken, ex), await ground_truth(empty, ex)
 
-    (g1, why1), (g2, why2) = asyncio.run(run())
+    (g1, why1), (g2, why2) = run_in_pool(run)
     assert g1 is None and why1.startswith("program_error:") and "NameError" in why1
     assert g2 is None and why2 == "degenerate_answer:nan"

@@ -140,7 +140,7 @@ async def run_tasks(cfg: SynthConfig) -> dict[str, int]:
     errors: Counter[str] = Counter()
     if cfg.generator in ("programmatic", "both"):
         todo = [s for s in programmatic_specs(cfg) if s.key not in store]
-        items = [{"specs": [s.model_dump() for s in b], "exec": _exec_kwargs(cfg), "data_root": None}
+        items = [{"specs": [s.model_dump() for s in b], "exec": _exec_kwargs(cfg), "data_root": os.getcwd()}
                  for b in batches(todo, cfg.verify_batch)]
         _prepare_backend(cfg)
         try:
@@ -211,7 +211,7 @@ async def run_trajectories(cfg: SynthConfig) -> dict[str, int]:
         key = content_key("expert", t["key"])
         if key not in store:
             items.append({"key": key, "spec": t["spec"], "gold": t["gold"], "exec": _exec_kwargs(cfg),
-                          "data_root": None, "max_obs_chars": cfg.max_obs_chars})
+                          "data_root": os.getcwd(), "max_obs_chars": cfg.max_obs_chars})
     _prepare_backend(cfg)
     try:
         with store, progress(len(items), "trajectories (expert)") as bar:
