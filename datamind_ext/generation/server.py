@@ -148,3 +148,20 @@ def serve(model_path: str | Path, *, host: str = "127.0.0.1", port: int = 8000, 
 
     engine = HFGenerationEngine(model_path, max_batch_size=max_batch_size)
     uvicorn.run(build_app(engine), host=host, port=port, log_level="info")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m datamind_ext.generation.server --model PATH [--port 8000]``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="OpenAI-compatible CPU generation server (tests, laptops)")
+    p.add_argument("--model", required=True, help="Hugging Face model folder")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-batch-size", type=int, default=64)
+    a = p.parse_args(argv)
+    serve(a.model, host=a.host, port=a.port, max_batch_size=a.max_batch_size)
+
+
+if __name__ == "__main__":
+    main()
