@@ -103,6 +103,7 @@ async def sessions():
     DataMindAgentLoop.session_factory = factory
     yield factory
     pool = await factory.pool()
+    assert not pool.sessions, "a trajectory's interpreter session was left open"
     await factory.aclose()
     DataMindAgentLoop.session_factory = None
     assert pool.processes() == [], "interpreter processes left after the pool closed"
