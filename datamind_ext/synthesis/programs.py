@@ -406,6 +406,23 @@ def _fact_check(rng, s, prof, out):
                             f"true or false (answer yes or no): the mean {c.name} is above {thr}."]), ns)
 
 
+def _weighted_ratio(rng, s, prof, out):
+    """A domain formula: an overall rate is a ratio of totals (revenue per unit, kWh per day…),
+    not the mean of per-row ratios — the usual mistake this task type checks."""
+    nums = [c for c in prof.columns if c.name in s.numeric and c.min is not None and float(c.min) >= 0]
+    if len(nums) < 2:
+        return None
+    a, b = rng.sample(nums, 2)
+    ns = State(out, "number", s.numeric, s.categorical, s.dates, None, set(s.used_cats), f"{a.name} per {b.name}")
+    return Step("weighted_ratio", "domain_specific",
+                f"total_a = {s.var}[{a.name!r}].sum()\ntotal_b = {s.var}[{b.name!r}].sum()\nprint(total_a, total_b)\n"
+                f"{out} = total_a / total_b\nprint(round(float({out}), 2))",
+                f"An overall rate is a ratio of totals: I divide the total {a.name} by the total {b.name}.",
+                f"compute the overall {a.name} per {b.name} as total {a.name} divided by total {b.name}",
+                _pick(rng, [f"what is the overall {a.name} per {b.name}, i.e. total {a.name} divided by total {b.name}?",
+                            f"what is the aggregate rate of {a.name} per unit of {b.name} (ratio of the two totals)?"]), ns)
+
+
 def _row_count(rng, s, prof, out):
     ns = State(out, "number", s.numeric, s.categorical, s.dates, None, set(s.used_cats), "row count")
     return Step("row_count", "descriptive_analysis", f"{out} = len({s.var})\nprint({out})",
@@ -451,6 +468,7 @@ OPS: tuple[Op, ...] = (
     Op("impact", "impact_analysis", "table", "number", _impact),
     Op("causal_split", "causal_analysis", "table", "number", _causal),
     Op("fact_check", "fact_checking", "table", "label", _fact_check),
+    Op("weighted_ratio", "domain_specific", "table", "number", _weighted_ratio),
     Op("row_count", "descriptive_analysis", "table", "number", _row_count),
 )
 
