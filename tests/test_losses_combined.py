@@ -96,7 +96,7 @@ def test_void_and_expert_rows_get_no_policy_gradient_and_rollouts_no_sft() -> No
 
 
 def test_global_denominators_scale_each_term() -> None:
-    loss_local, m_local, _ = run(0.5)
+    _, m_local, _ = run(0.5)
     loss_global, m_global, _ = run(0.5, rl_denom=8.0, sft_denom=10.0)
     assert m_global["pg_loss"] == pytest.approx(m_local["pg_loss"] * 4 / 8)
     assert m_global["sft_loss"] == pytest.approx(m_local["sft_loss"] * 5 / 10)

@@ -128,7 +128,10 @@ def test_expert_row_starts_the_response_at_the_first_trained_token(tiny_tokenize
 
 
 def test_adaptive_statistics_count_rollouts_only() -> None:
-    from datamind_ext.integrations.verl.worker import local_stat_sums, rows_to_tensordict
+    from datamind_ext.integrations.verl.worker import (
+        local_stat_sums,
+        rows_to_tensordict,
+    )
 
     def row(n: int, reward: float, ent: float, **flags):
         mask = torch.ones(n, dtype=torch.int64)

@@ -12,7 +12,12 @@ from datamind_ext.losses.schedules import (
     build_schedule,
     cosine_value,
 )
-from datamind_ext.losses.token_weighting import TOKEN_WEIGHTINGS, TokenWeighting, masked_token_mean, weighted_nll
+from datamind_ext.losses.token_weighting import (
+    TOKEN_WEIGHTINGS,
+    TokenWeighting,
+    masked_token_mean,
+    weighted_nll,
+)
 
 __all__ = [
     "SCHEDULES",

@@ -34,8 +34,8 @@ def _cpu_device_module() -> types.ModuleType:
     import torch
 
     mod = types.ModuleType("datamind_cpu_device")
-    noop = lambda *a, **k: None  # noqa: E731
-    zero = lambda *a, **k: 0  # noqa: E731
+    noop = lambda *a, **k: None
+    zero = lambda *a, **k: 0
     for name in ("set_device", "synchronize", "empty_cache", "reset_peak_memory_stats", "ipc_collect"):
         setattr(mod, name, noop)
     for name in ("max_memory_allocated", "max_memory_reserved", "memory_allocated", "memory_reserved"):
@@ -146,8 +146,8 @@ def ensure_gloo_process_group(timeout_second: int | None = None) -> None:
     os.environ.setdefault("MASTER_PORT", "29511")
     dist.init_process_group(
         backend="gloo",
-        rank=int(os.environ.get("RANK", 0)),
-        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+        rank=int(os.environ.get("RANK", "0")),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
         timeout=timedelta(seconds=timeout_second) if timeout_second else None,
     )
 
@@ -169,7 +169,7 @@ def _patch_process_group_init() -> None:
 
     def init_global(timeout_second: int = 36000) -> tuple[int, int, int]:
         ensure_gloo_process_group(timeout_second)
-        return int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        return int(os.environ.get("LOCAL_RANK", "0")), int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 
     vdist.initialize_global_process_group_ray = init_ray
     vdist.initialize_global_process_group = init_global

@@ -59,7 +59,7 @@ class DataMindLossConfig(SftRlLossConfig):
 
 
 def _row_flag(data: Any, key: str, batch_size: int, device: torch.device) -> torch.Tensor:
-    if key in data.keys():
+    if key in data:
         return data[key].reshape(-1).to(device=device, dtype=torch.float32)
     return torch.zeros(batch_size, device=device)
 

@@ -128,7 +128,12 @@ def _make_trainer_cls() -> type:
     from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
     from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-    from datamind_ext.integrations.verl.worker import STEP_KEY, actor_rollout_ref_worker_cls, expert_row, loss_config_from
+    from datamind_ext.integrations.verl.worker import (
+        STEP_KEY,
+        actor_rollout_ref_worker_cls,
+        expert_row,
+        loss_config_from,
+    )
 
     class DapoDropTrackingReplayBuffer(ReplayBuffer):
         """verl's sync replay buffer, also recording the uids its DAPO filter evicts."""
@@ -238,7 +243,7 @@ def _make_trainer_cls() -> type:
             num_mb = max(1, len(batch) // mini)
             total = padded_expert_count(len(rows), dp, num_mb)
             template = tq.kv_batch_get(keys=[batch.keys[real[0]]], partition_id=pid)[0]
-            template = {k: template[k] for k in template.keys()}
+            template = {k: template[k] for k in template.keys()}  # noqa: SIM118 - a TensorDict iterates over its batch dim
             template.update(is_expert=torch.tensor(0), is_void=torch.tensor(0))
             samples = [expert_sample(template, rows[j] if j < len(rows) else None, f"{EXPERT_UID_PREFIX}_{self.global_steps}_{j}")
                        for j in range(total)]

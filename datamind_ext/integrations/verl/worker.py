@@ -98,7 +98,7 @@ def _row_sums(nested: torch.Tensor) -> torch.Tensor:
 
 
 def _flags(data: Any, key: str, n: int) -> torch.Tensor:
-    return data[key].reshape(-1).float().cpu() if key in data.keys() else torch.zeros(n)
+    return data[key].reshape(-1).float().cpu() if key in data else torch.zeros(n)
 
 
 def local_stat_sums(data: Any, success_threshold: float) -> list[float]:
@@ -110,11 +110,11 @@ def local_stat_sums(data: Any, success_threshold: float) -> list[float]:
     n = data.shape[0]
     rollout = 1.0 - _flags(data, "is_expert", n)
     sums = [0.0, 0.0, 0.0, 0.0]
-    if "rm_scores" in data.keys():
+    if "rm_scores" in data:
         scores = _row_sums(data["rm_scores"]).float().cpu()
         sums[0] = float(((scores > success_threshold).float() * rollout).sum())
         sums[1] = float(rollout.sum())
-    if "entropy" in data.keys():
+    if "entropy" in data:
         valid = rollout * (1.0 - _flags(data, "is_void", n))
         ent = data["entropy"].unbind() if data["entropy"].is_nested else list(data["entropy"])
         masks = data["response_mask"].unbind() if data["response_mask"].is_nested else list(data["response_mask"])
@@ -135,7 +135,7 @@ def _step_of(data: Any) -> int:
     from verl.utils import tensordict_utils as tu
 
     step = tu.get_non_tensor_data(data=data, key=STEP_KEY, default=None)
-    if step is None and "global_steps" in data.keys():
+    if step is None and "global_steps" in data:
         steps = tu.get(data, "global_steps")
         step = steps[0] if isinstance(steps, list | tuple) else steps
         step = step.item() if isinstance(step, torch.Tensor) and step.numel() == 1 else step
@@ -146,7 +146,10 @@ def _step_of(data: Any) -> int:
 
 def _make_training_worker_cls() -> type:
     """Built lazily so importing this module does not import verl's worker stack."""
-    from verl.single_controller.base.decorator import make_nd_compute_dataproto_dispatch_fn, register
+    from verl.single_controller.base.decorator import (
+        make_nd_compute_dataproto_dispatch_fn,
+        register,
+    )
     from verl.utils import tensordict_utils as tu
     from verl.workers.engine_workers import TrainingWorker
 
