@@ -6,7 +6,12 @@ import json
 from pathlib import Path
 
 from datamind_ext.protocol import Message, Trajectory, observation_message
-from datamind_ext.synthesis.filters import answers_agree, filter_trajectories, language_problem, rule_problem
+from datamind_ext.synthesis.filters import (
+    answers_agree,
+    filter_trajectories,
+    language_problem,
+    rule_problem,
+)
 from datamind_ext.synthesis.store import JsonlStore, content_key
 
 

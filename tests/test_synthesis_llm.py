@@ -18,7 +18,7 @@ import pytest
 from datamind_ext.synthesis import pipeline
 from datamind_ext.synthesis.config import LLMConfig, SynthConfig
 from datamind_ext.synthesis.llm_client import LLMClient, LLMError, TokenLedger
-from datamind_ext.testing.openai_server import OpenAITestServer, Reply
+from datamind_ext.testing.openai_server import OpenAITestServer
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples" / "files"

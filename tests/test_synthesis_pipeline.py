@@ -72,10 +72,10 @@ def test_sft_dataset_loads_in_llamafactory(synth_run: Path, tiny_model_path: Pat
     from llamafactory.model import load_tokenizer
 
     sft_dir = synth_run / "export" / "sft"
-    n = sum(1 for _ in open(sft_dir / "datamind_synth.jsonl"))
-    args = dict(stage="sft", do_train=True, model_name_or_path=str(tiny_model_path), dataset="datamind_synth",
-                dataset_dir=str(sft_dir), template="qwen", cutoff_len=4096, output_dir=str(tmp_path / "o"),
-                overwrite_cache=True, finetuning_type="full", report_to="none", use_cpu=True)
+    n = len((sft_dir / "datamind_synth.jsonl").read_text().splitlines())
+    args = {"stage": "sft", "do_train": True, "model_name_or_path": str(tiny_model_path), "dataset": "datamind_synth",
+            "dataset_dir": str(sft_dir), "template": "qwen", "cutoff_len": 4096, "output_dir": str(tmp_path / "o"),
+            "overwrite_cache": True, "finetuning_type": "full", "report_to": "none", "use_cpu": True}
     model_args, data_args, training_args, _, _ = get_train_args(args)
     tok = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(tok["tokenizer"], data_args)
@@ -126,7 +126,7 @@ def test_kill_9_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path) 
     assert len(after) == len(set(after))  # no duplicates
     assert set(done_before) <= set(after)  # nothing lost
     assert sorted(after) == sorted(_keys(ref / "tasks.jsonl"))  # same work as an uninterrupted run
-    golds = lambda p: {json.loads(x)["key"]: json.loads(x).get("gold") for x in p.read_text().splitlines()}  # noqa: E731
+    golds = lambda p: {json.loads(x)["key"]: json.loads(x).get("gold") for x in p.read_text().splitlines()}
     assert golds(tasks) == golds(ref / "tasks.jsonl")  # and the same results (seeded)
 
 

@@ -13,7 +13,12 @@ from datamind_ext.protocol import parse_response, validate_structure
 from datamind_ext.synthesis.execute import InterpreterExecutor
 from datamind_ext.synthesis.expert import expert_trajectory, ground_truth
 from datamind_ext.synthesis.profile import TableProfile, find_data_files, profile_file
-from datamind_ext.synthesis.programs import OPS, PROGRAMMATIC_CATEGORIES, can_finish, make_task_specs
+from datamind_ext.synthesis.programs import (
+    OPS,
+    PROGRAMMATIC_CATEGORIES,
+    can_finish,
+    make_task_specs,
+)
 from datamind_ext.synthesis.taxonomy import load_knowledge, load_taxonomy
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "files"

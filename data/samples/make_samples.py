@@ -15,7 +15,6 @@ import csv
 import datetime as dt
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import numpy as np

@@ -13,7 +13,12 @@ import math
 import textwrap
 from pathlib import Path
 
-from datamind_ext.protocol import Message, Trajectory, observation_message, observation_text
+from datamind_ext.protocol import (
+    Message,
+    Trajectory,
+    observation_message,
+    observation_text,
+)
 from datamind_ext.protocol.observation import ExecutionLike
 from datamind_ext.synthesis.execute import Executor
 from datamind_ext.synthesis.programs import TaskSpec
@@ -61,7 +66,7 @@ def isolated_program(spec: TaskSpec, preloaded: bool = False) -> str:
     already loaded with that very cell (the expert replay still runs the full program fresh)."""
     cells = [c.code for c in spec.cells]
     if preloaded:
-        cells = ["import pandas as pd", "df = _loaded_tables[%r].copy()" % cells[0], *cells[1:]]
+        cells = ["import pandas as pd", f"df = _loaded_tables[{cells[0]!r}].copy()", *cells[1:]]
     body = textwrap.indent("\n".join(cells), "    ")
     return f"def _task_program():\n{body}\n\n_task_program()\ndel _task_program"
 

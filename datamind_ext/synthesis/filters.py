@@ -16,11 +16,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from datamind_ext.protocol import Trajectory, is_observation, parse_response, validate_structure
+from datamind_ext.protocol import (
+    Trajectory,
+    is_observation,
+    parse_response,
+    validate_structure,
+)
 from datamind_ext.rewards import match_answer
 
 CUT_MARKER = re.compile(r"\[\d+ characters cut\]")
-_CODE_BLOCK = re.compile(r"<code>.*?</code>", re.S)
+_CODE_BLOCK = re.compile(r"<code>.*?</code>", re.DOTALL)
 
 
 @dataclass

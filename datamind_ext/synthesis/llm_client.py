@@ -112,7 +112,7 @@ class LLMClient:
                     async with self._client().post(self.url, json=body, headers=self.headers) as resp:
                         status, text = resp.status, await resp.text()
                         retry_header = resp.headers.get("retry-after", "")
-                except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+                except (TimeoutError, aiohttp.ClientError) as err:
                     last = f"{type(err).__name__}"
                 else:
                     if status == 200:

@@ -33,12 +33,17 @@ from datamind_ext.synthesis.execute import close_shared_executor, shared_executo
 from datamind_ext.synthesis.filters import answers_agree
 from datamind_ext.synthesis.llm_client import LLMClient, LLMError, TokenLedger
 from datamind_ext.synthesis.programs import TaskSpec, _difficulty
-from datamind_ext.synthesis.prompts import critique_text, generator_prompt, judge_prompt, system_prompt
+from datamind_ext.synthesis.prompts import (
+    critique_text,
+    generator_prompt,
+    judge_prompt,
+    system_prompt,
+)
 from datamind_ext.synthesis.runner import progress
 from datamind_ext.synthesis.store import JsonlStore, content_key
 from datamind_ext.synthesis.taxonomy import load_taxonomy, workflow_hint
 
-_TAG = {t: re.compile(rf"<{t}>(.*?)</{t}>", re.S) for t in ("question", "description", "type", "reasoning", "correct", "number")}
+_TAG = {t: re.compile(rf"<{t}>(.*?)</{t}>", re.DOTALL) for t in ("question", "description", "type", "reasoning", "correct", "number")}
 
 
 def tag(text: str, name: str) -> str | None:
@@ -165,7 +170,7 @@ async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient,
     for rnd in range(cfg.critique_rounds + 1):
         keys = [content_key("llm-sample", spec.key, rnd, i, cfg.llm.model) for i in range(cfg.samples_per_task)]
 
-        async def draw(i: int, key: str) -> dict[str, Any]:
+        async def draw(i: int, key: str, rnd: int = rnd, critique: str = critique) -> dict[str, Any]:
             if key in stored:
                 return stored[key]
             user = spec.question + critique

@@ -287,8 +287,7 @@ def run_filter(cfg: SynthConfig) -> dict[str, Any]:
             f.write(t.model_dump_json() + "\n")
     kept_path.with_suffix(".tmp").replace(kept_path)
     with open(folder / "dropped.jsonl", "w", encoding="utf-8") as f:
-        for d in res.dropped:
-            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in res.dropped)
     report = res.report()
     write_json(folder / "report.json", report)
     return report

@@ -241,7 +241,6 @@ def read_delimited(path: Path, fmt: FileFormat, max_rows: int) -> tuple[pd.DataF
 
     def skip(fields: list[str]) -> None:
         bad.append(fields)
-        return None
 
     df = pd.read_csv(path, sep=sep, encoding=enc, engine="python", on_bad_lines=skip, nrows=max_rows)
     if df.shape[1] == 0:

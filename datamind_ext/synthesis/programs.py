@@ -13,9 +13,10 @@ from running the program in the interpreter (:mod:`datamind_ext.synthesis.execut
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Callable, Literal
+from functools import cache
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -282,7 +283,7 @@ def _top_share(rng, s, prof, out):
     lab = s.label_col or "month"
     return Step("top_share", "distribution_analysis", f"{out} = {s.var}.max() / {s.var}.sum() * 100\nprint(round(float({out}), 2))",
                 f"I divide the largest {s.measure} by the sum over all {lab} values.",
-                f"take the largest group's share of the total",
+                "take the largest group's share of the total",
                 f"what percentage of the overall total does the top {lab} account for (by {s.measure})?", ns)
 
 
@@ -476,7 +477,7 @@ OPS: tuple[Op, ...] = (
 PROGRAMMATIC_CATEGORIES: frozenset[str] = frozenset(o.category for o in OPS)
 
 
-@lru_cache(maxsize=None)
+@cache
 def can_finish(t: ValueType, remaining: int) -> bool:
     """Whether a chain at type ``t`` can end at a terminal type in exactly ``remaining`` more steps."""
     if remaining == 0:
@@ -511,7 +512,7 @@ def _difficulty(depth: int) -> str:
 
 def _id_like(name: str) -> bool:
     n = name.lower()
-    return n == "id" or n.endswith("_id") or n.endswith(" id")
+    return n == "id" or n.endswith(("_id", " id"))
 
 
 def initial_state(prof: TableProfile) -> State:

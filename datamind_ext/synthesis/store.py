@@ -84,7 +84,7 @@ class JsonlStore:
         if key in self._keys:
             return False
         if self._fh is None:
-            self._fh = open(self.path, "a", encoding="utf-8")
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 — kept open across appends, closed in close()
         self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         self._fh.flush()
         now = time.monotonic()
@@ -101,7 +101,7 @@ class JsonlStore:
             self._fh.close()
             self._fh = None
 
-    def __enter__(self) -> JsonlStore:
+    def __enter__(self) -> JsonlStore:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
