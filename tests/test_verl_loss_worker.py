@@ -73,8 +73,9 @@ def _child(model_dir: str) -> dict:  # pragma: no cover - runs in the child proc
     mc = HFModelConfig(path=model_dir, use_remove_padding=False, override_config={"attn_implementation": "sdpa"})
     fp32 = {"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"}
 
-    def new_worker(cls):
-        ec = FSDPEngineConfig(strategy="fsdp2", use_dynamic_bsz=False, micro_batch_size_per_gpu=1,
+    def new_worker(cls, max_tokens_per_micro_batch: int | None = None):
+        ec = FSDPEngineConfig(strategy="fsdp2", use_dynamic_bsz=max_tokens_per_micro_batch is not None,
+                              micro_batch_size_per_gpu=1, max_token_len_per_gpu=max_tokens_per_micro_batch,
                               use_torch_compile=False, mixed_precision=fp32)
         oc = FSDPOptimizerConfig(lr=1e-2, total_training_steps=4)
         w = cls(TrainingWorkerConfig(model_type="language_model", model_config=mc, engine_config=ec, optimizer_config=oc))
@@ -144,9 +145,16 @@ def _child(model_dir: str) -> dict:  # pragma: no cover - runs in the child proc
         w = new_worker(ours)
         install_loss(w, DataMindLossConfig(schedule=sched))
         out[name] = run(w, rows_to_tensordict(mixed))
-        if name != "combined":
-            torch.save(params(w), f"/tmp/_dm_{os.getpid()}_{name}.pt")
+        torch.save(params(w), f"/tmp/_dm_{os.getpid()}_{name}.pt")
         del w
+
+    # the same combined update with dynamic batch sizes (micro-batches packed by a token budget):
+    # global token-mean reductions make the result independent of the micro-batch split
+    w = new_worker(ours, max_tokens_per_micro_batch=90)
+    install_loss(w, DataMindLossConfig())
+    out["combined_dynamic_bsz"] = run(w, rows_to_tensordict(mixed))
+    p_dyn = params(w)
+    del w
 
     # adaptive schedule at step 500 (cosine base 0.05) on a batch where no rollout succeeded, split
     # into 2 mini-batches by count as the datamind_sync trainer asks (num_mini_batch, not size)
@@ -189,7 +197,8 @@ def _child(model_dir: str) -> dict:  # pragma: no cover - runs in the child proc
     out["param_diff_gamma1_vs_sft"] = max_diff(p1, p_sft)
     out["param_diff_gamma0_vs_dapo"] = max_diff(p0, p_dapo)
     out["param_diff_gamma1_vs_gamma0"] = max_diff(p1, p0)
-    for name in ("gamma1", "gamma0"):
+    out["param_diff_dynamic_vs_fixed"] = max_diff(torch.load(f"/tmp/_dm_{os.getpid()}_combined.pt"), p_dyn)
+    for name in ("combined", "gamma1", "gamma0"):
         os.remove(f"/tmp/_dm_{os.getpid()}_{name}.pt")
     return out
 
@@ -217,6 +226,15 @@ def test_combined_update_logs_expected_gamma_sft_and_pg(results: dict) -> None:
     assert _one(m["loss"]) == pytest.approx(g * ref["sft_loss"] + (1 - g) * ref["pg_loss"], rel=1e-4)
     for key in ("actor/entropy", "actor/pg_clipfrac", "grad_norm"):
         assert math.isfinite(_one(m[key]))
+
+
+def test_micro_batch_split_does_not_change_the_update(results: dict) -> None:
+    fixed, dyn = results["combined"], results["combined_dynamic_bsz"]
+    assert len(dyn["actor/sft_tokens"]) != len(fixed["actor/sft_tokens"])  # the split really differs
+    assert _one(dyn["loss"]) == pytest.approx(_one(fixed["loss"]), rel=1e-5)
+    assert _one(dyn["actor/sft_loss"]) == pytest.approx(_one(fixed["actor/sft_loss"]), rel=1e-5)
+    assert _one(dyn["actor/pg_loss"]) == pytest.approx(_one(fixed["actor/pg_loss"]), rel=1e-5)
+    assert results["param_diff_dynamic_vs_fixed"] < 1e-6
 
 
 def test_first_assistant_token_is_trained(results: dict) -> None:
