@@ -4,7 +4,8 @@ Why it exists: the synthesis pipeline must run offline end to end on files the p
 covering every supported format (csv, tsv, xlsx with several sheets, json, jsonl, parquet,
 sqlite) and the messiness of real files: non-UTF-8 encodings, semicolon delimiters, quoted
 newlines, malformed lines, missing values, a wide table and one unreadable file. Every value
-comes from ``numpy.random.default_rng(SEED)`` so a rerun gives the same contents.
+comes from ``numpy.random.default_rng(SEED)`` so a rerun gives the same contents
+(byte for byte, except the xlsx whose zip entries carry the write time).
 
 Run: ``.venv/bin/python data/samples/make_samples.py`` (writes data/samples/files/).
 """
