@@ -23,7 +23,7 @@ SAMPLES = REPO / "data" / "samples" / "files"
 
 def _subset(tmp: Path, names: list[str]) -> Path:
     d = tmp / "data"
-    d.mkdir(exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True)
     for n in names:
         shutil.copy(SAMPLES / n, d)
     return d
@@ -135,14 +135,34 @@ def test_ray_backend_on_a_local_instance(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     import ray
 
+    import importlib.util
+
+    from datamind_ext.testing.openai_server import OpenAITestServer
+
+    spec = importlib.util.spec_from_file_location("synth_llm_tests", Path(__file__).with_name("test_synthesis_llm.py"))
+    llm_tests = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(llm_tests)  # the scripted expert of the LLM-path tests
+    _expert_reply = llm_tests._expert_reply
+
     data = _subset(tmp_path, ["retail_sales.csv", "products.json"])
     out = tmp_path / "out"
+    llm_out = tmp_path / "llm"
     try:
         for stage in ("profile", "tasks", "trajectories"):
             assert main(["synth", stage, "--data", str(data), "--out", str(out), "--tasks-per-table", "2",
                          "--backend", "ray", "--concurrency", "2"]) == 0
+        # the LLM path's per-task work (N samples with real execution, judge) as Ray tasks too
+        llm_data = _subset(tmp_path / "l", ["retail_sales.csv"])
+        with OpenAITestServer(_expert_reply) as srv:
+            for stage in ("profile", "tasks", "trajectories", "filter"):
+                assert main(["synth", stage, "--data", str(llm_data), "--out", str(llm_out), "--generator", "llm",
+                             "--llm-base-url", srv.base_url, "--min-depth", "2", "--max-depth", "2",
+                             "--backend", "ray", "--concurrency", "2"]) == 0
     finally:
         ray.shutdown()
+    llm_report = json.loads((llm_out / "filtered" / "report.json").read_text())
+    assert llm_report["kept"] == 2  # llm_tasks_per_table default 2, each consistent over N=3 samples
+    assert json.loads((llm_out / "ledger.json").read_text())["requests"] > 0
     local = tmp_path / "local"
     for stage in ("profile", "tasks"):
         assert main(["synth", stage, "--data", str(data), "--out", str(local), "--tasks-per-table", "2"]) == 0

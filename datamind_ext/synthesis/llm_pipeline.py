@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from datamind_ext.synthesis.prompts import (
     judge_prompt,
     system_prompt,
 )
-from datamind_ext.synthesis.runner import progress
+from datamind_ext.synthesis.runner import map_unordered, progress
 from datamind_ext.synthesis.store import JsonlStore, content_key
 from datamind_ext.synthesis.taxonomy import load_taxonomy, workflow_hint
 
@@ -152,9 +153,14 @@ async def judge(client: LLMClient, cfg: SynthConfig, question: str, answers: lis
     return (True if correct == "yes" else False if correct == "no" else None), best, tag(r.content, "reasoning") or ""
 
 
-async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient, store: JsonlStore,
-                      stored: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Sample, check consistency, judge; critique-and-resample up to ``critique_rounds`` times."""
+async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient,
+                      stored: dict[str, dict[str, Any]], on_sample: Callable[[dict[str, Any]], Any] | None = None,
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Sample, check consistency, judge; critique-and-resample up to ``critique_rounds`` times.
+
+    ``stored`` holds this task's samples from an interrupted run (reused, not redrawn). Returns the
+    consensus record and the new sample records; ``on_sample`` also gets each one as it finishes
+    (the local backend stores it at once)."""
     spec = TaskSpec(**task["spec"])
     files = [str(Path(f).resolve()) for f in spec.files]
     plain_system = system_prompt(spec.files, cfg.max_turns)
@@ -163,8 +169,7 @@ async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient,
     budgets = AgentBudgets(max_turns=cfg.max_turns, max_tokens_per_turn=cfg.llm.max_tokens,
                            max_response_tokens=cfg.max_turns * cfg.llm.max_tokens, max_observation_chars=cfg.max_obs_chars)
     executor = shared_executor(timeout_s=cfg.cell_timeout_s)
-    if stored is None:
-        stored = {r["key"]: r for r in store.records() if r.get("task_key") == spec.key}
+    new: list[dict[str, Any]] = []
     critique = ""
     reason = "inconsistent"
     for rnd in range(cfg.critique_rounds + 1):
@@ -187,13 +192,15 @@ async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient,
                                     "table": spec.table_label})
             rec = {"key": key, "task_key": spec.key, "sampler": "llm", "round": rnd, "answer": ep.answer,
                    "status": "rejected" if ep.void else "ok", "reason": ep.void_reason, "trajectory": traj.model_dump()}
-            store.append(rec)
+            new.append(rec)
+            if on_sample is not None:
+                on_sample(rec)
             return rec
 
         recs = await asyncio.gather(*(draw(i, k) for i, k in enumerate(keys)))
         if any(r["status"] == "error" for r in recs):
             return {"key": content_key("consensus", spec.key), "task_key": spec.key, "status": "error",
-                    "reason": next(r["reason"] for r in recs if r["status"] == "error")}
+                    "reason": next(r["reason"] for r in recs if r["status"] == "error")}, new
         answers = [r.get("answer") if r["status"] == "ok" else None for r in recs]
         consistent = answers_agree(answers)
         verdict, best, reasoning = await judge(client, cfg, spec.question, [a or "(no answer)" for a in answers])
@@ -201,38 +208,66 @@ async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient,
             chosen = recs[best] if answers[best] is not None else recs[0]
             return {"key": content_key("consensus", spec.key), "task_key": spec.key, "category": spec.category,
                     "status": "ok", "reason": None, "selected": chosen["trajectory"]["id"], "gold": chosen["answer"],
-                    "rounds": rnd + 1, "answers": answers}
+                    "rounds": rnd + 1, "answers": answers}, new
         reason = "inconsistent" if not consistent else "judge_rejected"
         critique = critique_text(reasoning or f"The attempts gave different answers: {answers}.")
     return {"key": content_key("consensus", spec.key), "task_key": spec.key, "category": spec.category,
-            "status": "rejected", "reason": reason, "selected": None, "gold": None, "rounds": cfg.critique_rounds + 1}
+            "status": "rejected", "reason": reason, "selected": None, "gold": None, "rounds": cfg.critique_rounds + 1}, new
+
+
+async def _sample_task_in_worker(item: dict[str, Any]) -> dict[str, Any]:
+    """One LLM task as a Ray task: its own client (ledger returned), the worker's interpreter pool."""
+    cfg = SynthConfig(**item["cfg"])
+    client = LLMClient(cfg.llm, TokenLedger(), cfg.seed)
+    try:
+        consensus, new = await sample_task(item["task"], cfg, client, item["stored"])
+    finally:
+        await client.aclose()
+    return {"consensus": consensus, "samples": new, "ledger": client.ledger.as_dict()}
 
 
 async def run_llm_trajectories(cfg: SynthConfig, store: JsonlStore, tasks: list[dict[str, Any]]) -> None:
+    """Per task: N samples, consistency, judge, critique rounds; in-process or as Ray tasks."""
     from datamind_ext.synthesis.pipeline import CONSENSUS, out_path
 
     consensus = JsonlStore(out_path(cfg, CONSENSUS))
     todo = [t for t in tasks if content_key("consensus", t["key"]) not in consensus]
     ledger = TokenLedger()
-    client = LLMClient(cfg.llm, ledger, cfg.seed)
-    sem = asyncio.Semaphore(max(1, cfg.llm.concurrency // max(1, cfg.samples_per_task)))
     by_task: dict[str, dict[str, dict[str, Any]]] = {}
     for r in store.records():  # samples stored by an interrupted run are reused, not redrawn
         if r.get("sampler") == "llm":
             by_task.setdefault(r["task_key"], {})[r["key"]] = r
 
-    async def one(t: dict[str, Any]) -> dict[str, Any]:
-        async with sem:
-            return await sample_task(t, cfg, client, store, by_task.get(t["key"], {}))
+    def finish(rec: dict[str, Any]) -> None:
+        if rec["status"] != "error":
+            consensus.append(rec)
 
     try:
         with consensus, progress(len(todo), "trajectories (llm)") as bar:
-            for fut in asyncio.as_completed([one(t) for t in todo]):
-                rec = await fut
-                if rec["status"] != "error":
-                    consensus.append(rec)
-                bar.update(1)
+            if cfg.backend == "ray":
+                items = [{"task": t, "cfg": cfg.model_dump(), "stored": by_task.get(t["key"], {})} for t in todo]
+                async for out in map_unordered(_sample_task_in_worker, items, "ray", cfg.concurrency):
+                    for rec in out["samples"]:
+                        store.append(rec)
+                    for k, v in out["ledger"].items():
+                        setattr(ledger, k, getattr(ledger, k) + v)
+                    finish(out["consensus"])
+                    bar.update(1)
+            else:
+                client = LLMClient(cfg.llm, ledger, cfg.seed)
+                sem = asyncio.Semaphore(max(1, cfg.llm.concurrency // max(1, cfg.samples_per_task)))
+
+                async def one(t: dict[str, Any]) -> dict[str, Any]:
+                    async with sem:
+                        rec, _ = await sample_task(t, cfg, client, by_task.get(t["key"], {}), store.append)
+                        return rec
+
+                try:
+                    for fut in asyncio.as_completed([one(t) for t in todo]):
+                        finish(await fut)
+                        bar.update(1)
+                finally:
+                    await client.aclose()
     finally:
-        await client.aclose()
         await close_shared_executor()
         _save_ledger(cfg, ledger)
