@@ -133,9 +133,9 @@ def test_kill_9_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path) 
 @pytest.mark.slow
 def test_ray_backend_on_a_local_instance(tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    import ray
-
     import importlib.util
+
+    import ray
 
     from datamind_ext.testing.openai_server import OpenAITestServer
 
