@@ -38,8 +38,9 @@ EXPERT_B = [
 ]
 
 
-def _child(model_dir: str) -> dict:  # pragma: no cover - runs in the child process
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", WG_BACKEND="ray", VERL_USE_EXTERNAL_PLUGINS="none")
+def _child(model_dir: str, out_dir: str, rank: int = 0, world_size: int = 1) -> dict:  # pragma: no cover - child
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0", WG_BACKEND="ray",
+                      VERL_USE_EXTERNAL_PLUGINS="none")
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     from datamind_ext.integrations.verl.cpu import activate_cpu_shims
 
@@ -89,12 +90,15 @@ def _child(model_dir: str) -> dict:  # pragma: no cover - runs in the child proc
             out[k] = v.detach().clone().float()
         return out
 
-    def run(w, td: TensorDict) -> dict:
-        n = td.shape[0]
+    def run(w, td: TensorDict, global_rows: int | None = None) -> dict:
+        n = global_rows or td.shape[0]
         tu.assign_non_tensor(td, datamind_step=1, mini_batch_size=n, epochs=1, seed=1,
                              dataloader_kwargs={"shuffle": False}, global_batch_size=n, calculate_entropy=True,
                              temperature=1.0)
-        metrics = w.train_mini_batch(td)["metrics"]
+        output = w.train_mini_batch(td)
+        if output is None:  # only the output rank of a data-parallel group returns metrics
+            return {}
+        metrics = output["metrics"]
         return {k: [float(x) for x in v] if isinstance(v, list) else float(v) for k, v in metrics.items()}
 
     # rows: 3 rollouts (sampled token ids, old log-probs, group advantages), 1 void rollout, 2 experts
@@ -112,6 +116,18 @@ def _child(model_dir: str) -> dict:  # pragma: no cover - runs in the child proc
         })
     experts = [dict(ea, is_expert=1), dict(eb, is_expert=1)]
     mixed = rollouts + experts
+
+    if world_size > 1:
+        # data parallel: verl hands each rank a contiguous shard; here rank 0 gets 3 rollouts and
+        # rank 1 the void rollout and both experts, so the ranks' RL/SFT token counts differ
+        shard = mixed[:3] if rank == 0 else mixed[3:]
+        w = new_worker(training_worker_cls())
+        install_loss(w, DataMindLossConfig())
+        metrics = run(w, rows_to_tensordict(shard), global_rows=len(mixed))
+        p = params(w)
+        if rank == 0:
+            torch.save(p, f"{out_dir}/params_dp2.pt")
+        return metrics
 
     # independent references from a plain transformers forward (same fp32 weights)
     hf = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32, attn_implementation="sdpa")
@@ -198,18 +214,46 @@ def _child(model_dir: str) -> dict:  # pragma: no cover - runs in the child proc
     out["param_diff_gamma0_vs_dapo"] = max_diff(p0, p_dapo)
     out["param_diff_gamma1_vs_gamma0"] = max_diff(p1, p0)
     out["param_diff_dynamic_vs_fixed"] = max_diff(torch.load(f"/tmp/_dm_{os.getpid()}_combined.pt"), p_dyn)
+    torch.save(torch.load(f"/tmp/_dm_{os.getpid()}_combined.pt"), f"{out_dir}/params_dp1.pt")
     for name in ("combined", "gamma1", "gamma0"):
         os.remove(f"/tmp/_dm_{os.getpid()}_{name}.pt")
     return out
 
 
 @pytest.fixture(scope="module")
-def results(tiny_model_path: Path) -> dict:
+def out_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("verl_loss_worker")
+
+
+@pytest.fixture(scope="module")
+def results(tiny_model_path: Path, out_dir: Path) -> dict:
     env = dict(os.environ, MASTER_PORT=str(29600 + os.getpid() % 300), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, __file__, str(tiny_model_path)], capture_output=True, text=True, check=False,
-                          timeout=600, env=env, cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, __file__, str(tiny_model_path), str(out_dir)], capture_output=True,
+                          text=True, check=False, timeout=600, env=env, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_two_data_parallel_ranks_give_the_single_rank_update(tiny_model_path: Path, out_dir: Path, results: dict) -> None:
+    """Global token counts are all-reduced: 2 gloo ranks with unequal shards = 1 rank with all rows."""
+    import torch
+
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29300 + os.getpid() % 300), OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, __file__, str(tiny_model_path), str(out_dir), str(rank), "2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              cwd=Path(__file__).resolve().parents[1]) for rank in (0, 1)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-4000:]
+    dp2 = json.loads(outs[0][0].strip().splitlines()[-1])
+    single = results["combined"]
+    assert _one(dp2["loss"]) == pytest.approx(_one(single["loss"]), rel=1e-5)
+    assert sum(dp2["actor/sft_loss"]) == pytest.approx(_one(single["actor/sft_loss"]), rel=1e-5)
+    assert sum(dp2["actor/pg_loss"]) == pytest.approx(_one(single["actor/pg_loss"]), rel=1e-5)
+    p1, p2 = torch.load(out_dir / "params_dp1.pt"), torch.load(out_dir / "params_dp2.pt")
+    # Adam moves every weight by ~lr=1e-2: 1e-5 is float noise from the gloo reduction order
+    assert max(float((p1[k] - p2[k]).abs().max()) for k in p1) < 1e-5
 
 
 def _one(v):
@@ -268,4 +312,5 @@ def test_gamma_zero_equals_stock_dapo(results: dict) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover - child process entry
-    print(json.dumps(_child(sys.argv[1])))
+    rank_args = [int(a) for a in sys.argv[3:5]]
+    print(json.dumps(_child(sys.argv[1], sys.argv[2], *rank_args)))
