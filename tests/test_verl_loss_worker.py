@@ -142,6 +142,13 @@ def _child(model_dir: str, out_dir: str, rank: int = 0, world_size: int = 1) -> 
     sft_num = sum(float(-(token_logps(e) * e["response_mask"]).sum()) for e in experts)
     sft_tokens = sum(int(e["response_mask"].sum()) for e in experts)
     shifted_num = sum(float(-(token_logps(e)[1:] * e["response_mask"][:-1]).sum()) for e in experts)
+    def token_entropy(row) -> torch.Tensor:
+        ids = torch.cat([row["prompts"], row["responses"]])[None]
+        with torch.no_grad():
+            logp = torch.log_softmax(hf(input_ids=ids).logits[0].float()[:-1], -1)
+        return -(logp.exp() * logp).sum(-1)[len(row["prompts"]) - 1 :]
+
+    ent_num = sum(float((token_entropy(r) * r["response_mask"]).sum()) for r in rollouts[:3])
     pg_num, rl_tokens = 0.0, 0
     for r in rollouts[:3]:
         ratio = torch.exp(token_logps(r) - r["old_log_probs"])
@@ -153,7 +160,7 @@ def _child(model_dir: str, out_dir: str, rank: int = 0, world_size: int = 1) -> 
     gamma1 = 0.05 + 0.85 * 0.5 * (1 + math.cos(math.pi / 350))
 
     out: dict = {"ref": {"sft_loss": sft_num / sft_tokens, "sft_loss_shifted": shifted_num / sft_tokens,
-                         "pg_loss": pg_num / rl_tokens, "gamma_step1": gamma1,
+                         "pg_loss": pg_num / rl_tokens, "gamma_step1": gamma1, "rl_entropy": ent_num / rl_tokens,
                          "sft_tokens": sft_tokens, "rl_tokens": rl_tokens}}
     ours = training_worker_cls()
     for name, sched in [("combined", ScheduleConfig()), ("gamma1", ScheduleConfig(name="constant", value=1.0)),
@@ -268,7 +275,8 @@ def test_combined_update_logs_expected_gamma_sft_and_pg(results: dict) -> None:
     assert _one(m["actor/sft_tokens"]) == ref["sft_tokens"] and _one(m["actor/rl_tokens"]) == ref["rl_tokens"]
     g = ref["gamma_step1"]
     assert _one(m["loss"]) == pytest.approx(g * ref["sft_loss"] + (1 - g) * ref["pg_loss"], rel=1e-4)
-    for key in ("actor/entropy", "actor/pg_clipfrac", "grad_norm"):
+    assert _one(m["actor/rl_entropy"]) == pytest.approx(ref["rl_entropy"], rel=1e-4)
+    for key in ("actor/pg_clipfrac", "grad_norm"):
         assert math.isfinite(_one(m[key]))
 
 

@@ -123,7 +123,8 @@ def datamind_actor_loss(config: DataMindLossConfig, model_output: dict, data: An
     }
     if entropy is not None and float(rl_tokens) > 0:
         ent = (entropy.detach() * rl_mask).sum() / (float(rl_tokens) / dp_size)
-        metrics["actor/entropy"] = Metric(value=ent.item(), aggregation=AggregationType.SUM)
+        # not "actor/entropy": verl logs that name for the old policy over all rollouts (void included)
+        metrics["actor/rl_entropy"] = Metric(value=ent.item(), aggregation=AggregationType.SUM)
     schedule_metrics = tu.get_non_tensor_data(data=data, key=SCHEDULE_METRICS_KEY, default=None) or {}
     for k, v in dict(schedule_metrics).items():
         metrics[f"actor/{k}"] = float(v)  # adaptive: gamma_base, collapse_success, collapse_entropy
