@@ -34,7 +34,7 @@ class SynthConfig(StrictModel):
     ray_address: str | None = Field(None, description="connect to this Ray cluster instead of starting a local one")
     ray_num_cpus: int = Field(2, ge=1, description="CPUs of the local Ray instance")
     concurrency: int = Field(4, ge=1, description="work items in flight (interpreter sessions or Ray tasks)")
-    verify_batch: int = Field(8, ge=1, description="programs of one table verified in one interpreter session")
+    verify_batch: int = Field(16, ge=1, description="programs of one table verified in one interpreter session (a kill loses at most concurrency x this)")
     max_rows: int = Field(5000, ge=10, description="rows read per table when profiling")
     max_task_rows: int = Field(200_000, ge=1, description="tables with more rows get no programmatic tasks")
     generator: Literal["programmatic", "llm", "both"] = "programmatic"
