@@ -148,3 +148,76 @@ def test_adaptive_statistics_count_rollouts_only() -> None:
     assert (succ, rollouts) == (1.0, 3.0)  # the void rollout failed; the expert row is not a rollout
     assert toks == 3 + 4  # non-void rollouts' trained tokens
     assert ent_sum == pytest.approx(3 * 0.5 + 4 * 1.0)
+
+
+def _actor_worker_child(model_dir: str) -> dict:  # pragma: no cover - runs in a child process
+    """verl's ActorRolloutRefWorker subclass (role actor): init_model installs our loss; update_actor uses it."""
+    import os
+
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", WG_BACKEND="ray", VERL_USE_EXTERNAL_PLUGINS="none")
+    from datamind_ext.integrations.verl.cpu import activate_cpu_shims
+
+    activate_cpu_shims()
+    from verl.utils import tensordict_utils as tu
+
+    from datamind_ext.integrations.verl.worker import actor_rollout_ref_worker_cls, expert_row, rows_to_tensordict
+
+    def config(*extra: str):
+        return _compose([
+            f"actor_rollout_ref.model.path={model_dir}", "actor_rollout_ref.model.use_remove_padding=False",
+            "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
+            "actor_rollout_ref.actor.strategy=fsdp2", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1", "actor_rollout_ref.actor.use_dynamic_bsz=False",
+            "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1", "actor_rollout_ref.rollout.n=1",
+            "+actor_rollout_ref.datamind_loss.schedule.name=constant",
+            "+actor_rollout_ref.datamind_loss.schedule.value=0.25",
+            "+actor_rollout_ref.datamind_loss.token_weighting=dft", *extra,
+        ]).actor_rollout_ref
+
+    cls = actor_rollout_ref_worker_cls()
+    w = cls(config(), role="actor")
+    w.init_model()
+    out = {"actor_cls": type(w.actor).__name__, "loss_fn": w.actor.loss_fn.func.__name__,
+           "weighting": w.actor.loss_fn.args[0].token_weighting}
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    ex = expert_row(tok, [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<answer>1</answer>"}])
+    rollout = {"prompts": ex["prompts"], "responses": torch.tensor([5, 6, 7]), "response_mask": torch.ones(3, dtype=torch.int64),
+               "old_log_probs": torch.full((3,), -5.0), "advantages": torch.ones(3)}
+    td = rows_to_tensordict([rollout, dict(ex, is_expert=1)])
+    tu.assign_non_tensor(td, datamind_step=7, mini_batch_size=2, epochs=1, seed=1, dataloader_kwargs={"shuffle": False},
+                         global_batch_size=2, calculate_entropy=True, temperature=1.0)
+    metrics = w.update_actor(td)["metrics"]
+    out["gamma"] = [float(x) for x in metrics["actor/gamma"]]
+    out["sft_tokens"] = float(metrics["actor/sft_tokens"][0])
+    try:
+        cls(config("actor_rollout_ref.actor.use_kl_loss=true"), role="actor").init_model()
+        out["kl_guard"] = "no error"
+    except ValueError as err:
+        out["kl_guard"] = str(err)
+    return out
+
+
+def test_actor_worker_installs_the_configured_loss(tiny_model_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29400 + os.getpid() % 300), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, __file__, str(tiny_model_path)], capture_output=True, text=True, check=False,
+                          timeout=600, env=env, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["actor_cls"] == "DataMindTrainingWorker" and out["loss_fn"] == "datamind_actor_loss"
+    assert out["weighting"] == "dft"
+    assert out["gamma"] and all(g == 0.25 for g in out["gamma"])
+    assert out["sft_tokens"] > 0
+    assert "use_kl_loss" in out["kl_guard"]
+
+
+if __name__ == "__main__":  # pragma: no cover - child process entry
+    import sys
+
+    print(json.dumps(_actor_worker_child(sys.argv[1])))
