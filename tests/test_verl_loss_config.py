@@ -160,7 +160,11 @@ def _actor_worker_child(model_dir: str) -> dict:  # pragma: no cover - runs in a
     activate_cpu_shims()
     from verl.utils import tensordict_utils as tu
 
-    from datamind_ext.integrations.verl.worker import actor_rollout_ref_worker_cls, expert_row, rows_to_tensordict
+    from datamind_ext.integrations.verl.worker import (
+        actor_rollout_ref_worker_cls,
+        expert_row,
+        rows_to_tensordict,
+    )
 
     def config(*extra: str):
         return _compose([
