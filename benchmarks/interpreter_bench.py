@@ -101,8 +101,10 @@ async def bench_start(pool: InterpreterPool, csv: Path, n: int) -> list[float]:
     return out
 
 
-async def bench_overhead(pool: InterpreterPool, csv: Path, reps: int) -> tuple[list[float], list[float], list[float]]:
-    overheads, noop, cell_floor = [], [], []
+async def bench_overhead(
+    pool: InterpreterPool, csv: Path, reps: int
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    overheads, noop, cell_floor, transport = [], [], [], []
     for _ in range(reps):
         floor = run_in_process(CELLS, csv.parent)
         async with pool.session(files=[csv]) as s:
@@ -110,12 +112,13 @@ async def bench_overhead(pool: InterpreterPool, csv: Path, reps: int) -> tuple[l
                 r = await s.run(code)
                 assert r.ok, r.error
                 overheads.append(r.duration_s - f)
+                transport.append(r.duration_s - r.cell_s)
                 cell_floor.append(f)
             for _ in range(5):
                 t0 = time.perf_counter()
                 await s.run("pass")
                 noop.append(time.perf_counter() - t0)
-    return overheads, noop, cell_floor
+    return overheads, noop, cell_floor, transport
 
 
 async def bench_memory(pool: InterpreterPool, csv: Path, n: int) -> tuple[list[int], int, float]:
@@ -194,7 +197,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and sessions (figures are noisier)")
     ap.add_argument("--sessions", type=int, default=None, help="concurrent sessions for the memory figure (default 256)")
-    ap.add_argument("--trajectories", type=int, default=64)
+    ap.add_argument("--trajectories", type=int, default=64, help="trajectories for the throughput figure, ours and the baseline")
     args = ap.parse_args()
     n_start = 30 if args.quick else 100
     reps = 4 if args.quick else 12
@@ -208,7 +211,7 @@ async def main() -> None:
         async with InterpreterPool(limits=Limits(), max_sessions=max(n_mem, n_traj)) as pool:
             zygote_s = time.perf_counter() - t0
             start = await bench_start(pool, csv, n_start)
-            overheads, noop, floor = await bench_overhead(pool, csv, reps)
+            overheads, noop, floor, transport = await bench_overhead(pool, csv, reps)
             per, total, mem_wall = await bench_memory(pool, csv, n_mem)
             ours = await bench_trajectories(pool, csv, n_traj)
             isolation = pool.isolation
@@ -224,6 +227,7 @@ async def main() -> None:
     print(f"{'per-cell overhead over in-process p50 (n=' + str(len(overheads)) + ')':<52} {ms(pct(overheads, 50)):>14} {'':>16} {'<= 3 ms':>12}")
     print(f"{'per-cell overhead over in-process p99':<52} {ms(pct(overheads, 99)):>14}")
     print(f"{'  (in-process cell time p50, the floor)':<52} {ms(pct(floor, 50)):>14}")
+    print(f"{'  (transport only: duration - time inside, p50 / p99)':<52} {ms(pct(transport, 50)):>14} {ms(pct(transport, 99)):>16}")
     print(f"{'  (empty cell round trip p50 / p99)':<52} {ms(pct(noop, 50)):>14} {ms(pct(noop, 99)):>16}")
     print(f"{'USS per idle session after 5 cells p50 (n=' + str(n_mem) + ')':<52} {statistics.median(per) / mib:11.1f} MiB {'':>16} {'<= 20 MiB':>12}")
     print(f"{'USS per idle session max':<52} {max(per) / mib:11.1f} MiB")

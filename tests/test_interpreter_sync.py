@@ -15,7 +15,7 @@ import pytest
 from datamind_ext.interpreter import Limits, SyncInterpreterPool
 from datamind_ext.interpreter.procs import find_processes
 
-LIMITS = Limits(timeout_s=5, interrupt_grace_s=0.5)
+LIMITS = Limits(timeout_s=20, interrupt_grace_s=3)
 
 
 @pytest.fixture

@@ -234,6 +234,13 @@ def session_main(sock: socket.socket, spec: dict[str, Any], zygote_pid: int) -> 
         except BaseException as exc:  # noqa: BLE001
             wire.send_sync(sock, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
             os._exit(71)
+        if spec.get("prewarm"):
+            # A spare has time to spare: run the warm-up paths once, so the copy-on-write faults
+            # a first pandas/sklearn cell would take happen now, off the caller's clock.
+            from datamind_ext.interpreter.zygote import _warm_up
+
+            _warm_up()
+            _give_back_memory()
         wire.send_sync(sock, {"ready": "spare"})
         msg = wire.recv_sync(sock)
         if msg.get("op") != "assign":

@@ -309,12 +309,13 @@ class Session:
             return None
         return await self.pool._zygote.kill(pid)
 
-    async def _rebuild(self) -> int:
-        """New process; replay the successful cells (or forget them, per ``on_crash``)."""
+    async def _rebuild(self, *, evicted: bool = False) -> int:
+        """New process; replay the successful cells (after a crash: or forget them, per ``on_crash``;
+        an evicted session always gets its state back)."""
         if self._pid is not None:
             await self._kill()
         self.restarts += 1
-        if self.pool.limits.on_crash == "fresh":
+        if self.pool.limits.on_crash == "fresh" and not evicted:
             self.history.clear()
         await self._spawn()
         replayed = 0
@@ -353,7 +354,7 @@ class Session:
             async with self.pool._slots:
                 self.last_used = time.monotonic()
                 if self._pid is None:
-                    await self._rebuild()
+                    await self._rebuild(evicted=True)
                 try:
                     result = await self._run_locked(code, timeout)
                 finally:
@@ -482,6 +483,9 @@ class InterpreterPool:
     ``max_sessions`` open sessions at most (opening more waits: backpressure);
     ``spare_sessions`` processes are kept forked and sandboxed ahead of time, so opening a
     session usually costs a message, not a fork (a fork of the warm image takes 10-30 ms);
+    ``prewarm_spares`` runs the zygote's warm-up once in each spare, taking the copy-on-write
+    faults of a first pandas/sklearn cell ahead of time: faster first cells, about 13 MiB more
+    unique memory per session (off by default: memory first);
     ``max_concurrency`` cells run at once (default: the number of CPU cores), the rest queue;
     ``memory_budget_mib``: when the sessions' total unique memory exceeds it, the least
     recently used idle sessions are evicted and rebuilt by replay when next used.
@@ -497,6 +501,7 @@ class InterpreterPool:
         max_concurrency: int | None = None,
         memory_budget_mib: int | None = None,
         spare_sessions: int = 4,
+        prewarm_spares: bool = False,
         preload: Sequence[str] = DEFAULT_PRELOAD,
         isolate_network: bool = True,
         isolate_user: bool = True,
@@ -507,6 +512,7 @@ class InterpreterPool:
         self.max_concurrency = max_concurrency or os.cpu_count() or 1
         self.memory_budget_mib = memory_budget_mib
         self.spare_sessions = spare_sessions
+        self.prewarm_spares = prewarm_spares
         self._spares: collections.deque[_Proc] = collections.deque()
         self._refill_task: asyncio.Task | None = None
         self.preload = list(preload)
@@ -673,10 +679,16 @@ class InterpreterPool:
             raise InterpreterError("no free session uid left (more processes than max_sessions + spare_sessions)")
         return self._free_uids.pop()
 
-    async def _new_process(self, uid: int | None) -> _Proc:
+    async def _new_process(self, uid: int | None, *, prewarm: bool = False) -> _Proc:
         """Fork a sandboxed process from the zygote and wait until it is ready to be assigned."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        spec = {"uid": uid, "gid": uid, "pool_root": str(self.root), "limits": self.limits.model_dump()}
+        spec = {
+            "uid": uid,
+            "gid": uid,
+            "pool_root": str(self.root),
+            "limits": self.limits.model_dump(),
+            "prewarm": prewarm,
+        }
         try:
             pid = await self._zygote.spawn(spec, theirs.fileno())
         except BaseException:
@@ -708,7 +720,7 @@ class InterpreterPool:
                 return
             uid = self._take_uid()
             try:
-                proc = await self._new_process(uid)
+                proc = await self._new_process(uid, prewarm=self.prewarm_spares)
             except (InterpreterError, OSError):
                 if uid is not None:
                     self._free_uids.append(uid)
