@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -66,3 +67,16 @@ def test_sigkill_of_the_parent_leaves_no_process(tmp_path):
             break
         time.sleep(0.1)
     assert left == []
+
+
+def test_isolation_report_describes_what_is_in_force():
+    from datamind_ext.interpreter import isolation_report
+
+    report = isolation_report()
+    assert "error" not in report and "probe" not in report, report
+    for key in ("network", "user", "environment", "memory", "processes", "cleanup"):
+        assert report.get(key), key
+    assert "python socket blocked" in report["network"]  # measured from inside a session
+    assert "DATAMIND" not in report["environment"] and "HOME" in report["environment"]
+    if os.geteuid() == 0 and "own uid" in report["user"]:
+        assert "[probe: uid 0]" not in report["user"]
