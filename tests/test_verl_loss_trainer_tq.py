@@ -45,7 +45,9 @@ class RecordingWorkerGroup:
     def update_actor(self, batch):
         from tensordict import TensorDict
 
-        self.seen = (batch, self.tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id))
+        # like verl's dispatch (kv_batch_meta2batch_meta): only the fields the meta lists
+        self.seen = (batch, self.tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                                                 select_fields=batch.fields))
         return TensorDict({}, batch_size=[]).set_non_tensor("metrics", {"mfu": 0.0, "loss": 1.0})
 
 
@@ -88,7 +90,8 @@ def test_update_adds_one_expert_row_per_prompt_including_dropped_groups(tq, tiny
     trainer.distillation_config = None
     trainer.actor_rollout_wg = wg = RecordingWorkerGroup(tq)
     metrics: dict = {}
-    batch = KVBatchMeta(keys=list(keys), tags=list(tags), partition_id="train", fields=None, extra_info={})
+    fields = sorted(samples[0])  # as the replay buffer lists them: the rollouts' own fields
+    batch = KVBatchMeta(keys=list(keys), tags=list(tags), partition_id="train", fields=fields, extra_info={})
     returned = cls._update_actor(trainer, batch, metrics)
 
     assert returned is batch  # metrics downstream see the rollouts only

@@ -37,6 +37,7 @@ from datamind_ext.integrations.verl.loss import TRAINER_MODE, DataMindLossConfig
 from datamind_ext.integrations.verl.worker import NUM_MINI_BATCH_KEY
 
 EXPERT_UID_PREFIX = "datamind_expert"
+ROLE_FIELDS = ("is_expert", "is_void")
 #: How long a submitted prompt's expert trajectory is remembered without reaching an update.
 EXPERT_MEMORY_STEPS = 4
 
@@ -256,7 +257,9 @@ def _make_trainer_cls() -> type:
             all_keys, all_tags = batch.keys + keys, batch.tags + tags
             combined = type(batch)(
                 keys=[all_keys[i] for i in order], tags=[all_tags[i] for i in order], partition_id=pid,
-                fields=batch.fields, extra_info=dict(batch.extra_info),
+                # verl's dispatch fetches only the listed fields: add the role flags written above
+                fields=None if batch.fields is None else [*batch.fields, *(f for f in ROLE_FIELDS if f not in batch.fields)],
+                extra_info=dict(batch.extra_info),
             )
             combined.extra_info[NUM_MINI_BATCH_KEY] = num_mb
             return combined, keys

@@ -181,6 +181,10 @@ def _make_training_worker_cls() -> type:
                 # optimizer steps by splitting into mini-batches by count, not by size
                 tu.pop(data, key="mini_batch_size", default=None)
                 tu.assign_non_tensor(data, num_mini_batch=int(num_mb))
+            if "is_expert" not in data:
+                # without row roles, expert rows would silently count as rollouts in the RL term
+                raise RuntimeError("the update batch has no is_expert field; run the trainer with "
+                                   "trainer.v1.trainer_mode=datamind_sync")
             step = _step_of(data)
             gamma, schedule_metrics = self._schedule(step, self._batch_stats(data))
             tu.assign_non_tensor(data, **{GAMMA_KEY: float(gamma), SCHEDULE_METRICS_KEY: dict(schedule_metrics)})
