@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 #: Modules of this package with a ``register()``; added to as components land.
-COMPONENT_MODULES: tuple[str, ...] = ()
+COMPONENT_MODULES: tuple[str, ...] = ("converter",)
 
 _done = False
 
