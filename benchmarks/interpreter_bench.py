@@ -197,7 +197,6 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and sessions (figures are noisier)")
     ap.add_argument("--sessions", type=int, default=None, help="concurrent sessions for the memory figure (default 256)")
-    ap.add_argument("--prewarm", action="store_true", help="pool with prewarm_spares=True (faster first cells, more USS)")
     ap.add_argument("--trajectories", type=int, default=64, help="trajectories for the throughput figure, ours and the baseline")
     args = ap.parse_args()
     n_start = 30 if args.quick else 100
@@ -209,7 +208,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="interp-bench-") as tmp:
         csv = make_csv(Path(tmp))
         t0 = time.perf_counter()
-        async with InterpreterPool(limits=Limits(), max_sessions=max(n_mem, n_traj), prewarm_spares=args.prewarm) as pool:
+        async with InterpreterPool(limits=Limits(), max_sessions=max(n_mem, n_traj)) as pool:
             zygote_s = time.perf_counter() - t0
             start = await bench_start(pool, csv, n_start)
             overheads, noop, floor, transport = await bench_overhead(pool, csv, reps)
@@ -220,7 +219,7 @@ async def main() -> None:
 
     mib = 1 << 20
     print(f"\ninterpreter benchmark: {cores} cores, python {sys.version.split()[0]}, 20,000-row CSV, 5 cells")
-    print(f"network isolation: {isolation.get('network')}; prewarmed spares: {args.prewarm}")
+    print(f"network isolation: {isolation.get('network')}")
     print(f"zygote start (one-off, imports pandas/numpy/scipy/sklearn/matplotlib/openpyxl/pyarrow): {zygote_s:.2f} s\n")
     print(f"{'figure':<52} {'datamind_ext':>14} {'reference model':>16} {'target':>12}")
     print(f"{'session start p50 (n=' + str(n_start) + ')':<52} {ms(pct(start, 50)):>14} {'(interpreter start-up per turn)':>16} {'<= 10 ms':>12}")

@@ -56,7 +56,7 @@ async def healthy(pool) -> None:
         r = await s.run("import pandas as pd\nprint(pd.DataFrame({'x': [1, 2]}).x.sum())")
         assert r.ok and r.output == "3\n", r
     for _ in range(100):
-        expected = {pool.zygote_pid, *pool.spare_pids} | {s.pid for s in pool.sessions.values() if s.pid}
+        expected = {*pool.service_pids, *pool.spare_pids} | {s.pid for s in pool.sessions.values() if s.pid}
         procs = set(pool.processes())
         if procs == expected:
             return

@@ -32,10 +32,10 @@ def test_sync_wrapper(data_dir):
             assert s.run("print(n)").output == "4\n"
         # once the session is closed, only the zygote and the pre-forked spares are left
         for _ in range(100):  # a spare may be mid-fork
-            if set(sp.pool.processes()) == {sp.pool.zygote_pid, *sp.pool.spare_pids}:
+            if set(sp.pool.processes()) == {*sp.pool.service_pids, *sp.pool.spare_pids}:
                 break
             time.sleep(0.05)
-        assert set(sp.pool.processes()) == {sp.pool.zygote_pid, *sp.pool.spare_pids}
+        assert set(sp.pool.processes()) == {*sp.pool.service_pids, *sp.pool.spare_pids}
         pool = sp.pool
     assert pool.processes() == []
 

@@ -153,7 +153,7 @@ def _format_error(exc: BaseException) -> str:
 
 
 def _kill_strays(uid_mode: bool) -> None:
-    """Processes a cell started do not outlive it: kill them, then reap."""
+    """Processes a cell started do not outlive it: kill them, then reap our children."""
     if uid_mode:
         try:
             os.kill(-1, signal.SIGKILL)  # every process of this session's uid except ourselves
@@ -162,19 +162,26 @@ def _kill_strays(uid_mode: bool) -> None:
     else:
         me, pgid = os.getpid(), os.getpgid(0)
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != me:
-                try:
-                    if os.getpgid(int(entry)) == pgid:
-                        os.kill(int(entry), signal.SIGKILL)
-                except OSError:
-                    pass
-    while True:
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    data = f.read()
+                fields = data[data.rindex(b")") + 2 :].split()
+                if int(fields[2]) == pgid or int(fields[1]) == me:
+                    os.kill(int(entry), signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+    deadline = time.monotonic() + 2.0
+    while True:  # SIGKILL is asynchronous: wait until the killed children are gone
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            break
+            return
         if pid == 0:
-            break
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.001)
 
 
 def _run_cell(g: dict[str, Any], req: dict[str, Any], cap: capture.BoundedText, out_fd: int, uid_mode: bool) -> dict[str, Any]:
@@ -234,13 +241,6 @@ def session_main(sock: socket.socket, spec: dict[str, Any], zygote_pid: int) -> 
         except BaseException as exc:  # noqa: BLE001
             wire.send_sync(sock, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
             os._exit(71)
-        if spec.get("prewarm"):
-            # A spare has time to spare: run the warm-up paths once, so the copy-on-write faults
-            # a first pandas/sklearn cell would take happen now, off the caller's clock.
-            from datamind_ext.interpreter.zygote import _warm_up
-
-            _warm_up()
-            _give_back_memory()
         wire.send_sync(sock, {"ready": "spare"})
         msg = wire.recv_sync(sock)
         if msg.get("op") != "assign":

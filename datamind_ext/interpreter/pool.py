@@ -405,6 +405,7 @@ class Session:
                 error=f"{reply['error']}\n{note}" if reply.get("error") else note,
                 timed_out=timed_out,
                 duration_s=duration,
+                cell_s=reply.get("cell_s", 0.0),
                 output_chars=reply["output_chars"],
                 truncated_chars=reply["truncated_chars"],
             )
@@ -483,9 +484,6 @@ class InterpreterPool:
     ``max_sessions`` open sessions at most (opening more waits: backpressure);
     ``spare_sessions`` processes are kept forked and sandboxed ahead of time, so opening a
     session usually costs a message, not a fork (a fork of the warm image takes 10-30 ms);
-    ``prewarm_spares`` runs the zygote's warm-up once in each spare, taking the copy-on-write
-    faults of a first pandas/sklearn cell ahead of time: faster first cells, about 13 MiB more
-    unique memory per session (off by default: memory first);
     ``max_concurrency`` cells run at once (default: the number of CPU cores), the rest queue;
     ``memory_budget_mib``: when the sessions' total unique memory exceeds it, the least
     recently used idle sessions are evicted and rebuilt by replay when next used.
@@ -501,7 +499,6 @@ class InterpreterPool:
         max_concurrency: int | None = None,
         memory_budget_mib: int | None = None,
         spare_sessions: int = 4,
-        prewarm_spares: bool = False,
         preload: Sequence[str] = DEFAULT_PRELOAD,
         isolate_network: bool = True,
         isolate_user: bool = True,
@@ -512,7 +509,6 @@ class InterpreterPool:
         self.max_concurrency = max_concurrency or os.cpu_count() or 1
         self.memory_budget_mib = memory_budget_mib
         self.spare_sessions = spare_sessions
-        self.prewarm_spares = prewarm_spares
         self._spares: collections.deque[_Proc] = collections.deque()
         self._refill_task: asyncio.Task | None = None
         self.preload = list(preload)
@@ -602,6 +598,13 @@ class InterpreterPool:
         return find_processes(uids=self.uid_range, pgids=self._all_pgids, roots=roots)
 
     @property
+    def service_pids(self) -> list[int]:
+        """The zygote and its helper (the uid sweeper): alive as long as the pool."""
+        if not self._started or self._zygote_pid is None:
+            return []
+        return [self._zygote_pid, *self._zygote.info.get("helper_pids", [])]
+
+    @property
     def spare_pids(self) -> list[int]:
         """Pre-forked processes waiting for a session."""
         return [p.pid for p in self._spares]
@@ -679,7 +682,7 @@ class InterpreterPool:
             raise InterpreterError("no free session uid left (more processes than max_sessions + spare_sessions)")
         return self._free_uids.pop()
 
-    async def _new_process(self, uid: int | None, *, prewarm: bool = False) -> _Proc:
+    async def _new_process(self, uid: int | None) -> _Proc:
         """Fork a sandboxed process from the zygote and wait until it is ready to be assigned."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         spec = {
@@ -687,7 +690,6 @@ class InterpreterPool:
             "gid": uid,
             "pool_root": str(self.root),
             "limits": self.limits.model_dump(),
-            "prewarm": prewarm,
         }
         try:
             pid = await self._zygote.spawn(spec, theirs.fileno())
@@ -720,7 +722,7 @@ class InterpreterPool:
                 return
             uid = self._take_uid()
             try:
-                proc = await self._new_process(uid, prewarm=self.prewarm_spares)
+                proc = await self._new_process(uid)
             except (InterpreterError, OSError):
                 if uid is not None:
                     self._free_uids.append(uid)

@@ -141,6 +141,7 @@ class Zygote:
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.isolate_network = isolate_network
         self.isolate_user = isolate_user
+        self.sweeper: tuple[int, socket.socket] | None = None
 
     def send(self, obj: dict[str, Any]) -> None:
         self.ctrl.send(json.dumps(obj).encode())
@@ -182,6 +183,8 @@ class Zygote:
                 )
             else:
                 facts["filesystem"] = "host filesystem, per-session uid permissions"
+        if self.uid_mode:
+            self._start_sweeper()
         t0 = time.perf_counter()
         failed = _preload(preload)
         gc.collect()
@@ -198,8 +201,48 @@ class Zygote:
                 "preload_failed": failed,
                 "preload_s": round(time.perf_counter() - t0, 3),
                 "uid_mode": self.uid_mode,
+                "helper_pids": [self.sweeper[0]] if self.sweeper else [],
             }
         )
+
+    def _start_sweeper(self) -> None:
+        """Fork, while still small (before the preload), a root helper that kills every process
+        of a given uid: ``kill(-1)`` from a child switched to that uid is atomic against forks,
+        and forking this helper costs a fraction of a millisecond, unlike forking the warm image."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            self.ctrl.close()
+            sandbox.set_parent_death_signal(signal.SIGKILL)
+            while True:
+                data = theirs.recv(4)
+                if len(data) < 4:
+                    os._exit(0)
+                uid = int.from_bytes(data, "little")
+                if uid < 65536:  # session uids are far above system and user uids; never sweep those
+                    theirs.sendall(b"k")
+                    continue
+                child = os.fork()
+                if child == 0:
+                    try:
+                        os.setresuid(uid, uid, uid)
+                        os.kill(-1, signal.SIGKILL)
+                    except BaseException:  # noqa: BLE001
+                        pass
+                    os._exit(0)
+                os.waitpid(child, 0)
+                theirs.sendall(b"k")
+        theirs.close()
+        self.sweeper = (pid, ours)
+
+    def _sweep_uid(self, uid: int) -> None:
+        pid, sock = self.sweeper
+        try:
+            sock.sendall(uid.to_bytes(4, "little"))
+            sock.recv(1)
+        except OSError:
+            pass
 
     def _on_term(self, *_: Any) -> None:
         raise SystemExit(0)
@@ -261,6 +304,8 @@ class Zygote:
                 self.ctrl.close()
                 os.close(self.wake_r)
                 os.close(self.wake_w)
+                if self.sweeper is not None:
+                    self.sweeper[1].close()  # a session must never reach the root sweeper
                 from datamind_ext.interpreter.cell_runner import session_main
 
                 session_main(socket.socket(fileno=fd), spec, zygote_pid)
@@ -307,19 +352,11 @@ class Zygote:
         except OSError:
             pass
         uid = spec.get("uid")
-        if uid is not None:
-            helper = os.fork()
-            if helper == 0:
-                try:
-                    os.setresuid(uid, uid, uid)
-                    os.kill(-1, signal.SIGKILL)  # atomic against forks: every process of that uid
-                except BaseException:  # noqa: BLE001
-                    pass
-                os._exit(0)
-            os.waitpid(helper, 0)
+        if uid is not None and self.sweeper is not None:
+            self._sweep_uid(uid)  # every process of that uid, atomically
         # Orphans re-parented to us (a session that escaped its group without its own uid).
         for child in self._children():
-            if child not in self.sessions:
+            if child not in self.sessions and (self.sweeper is None or child != self.sweeper[0]):
                 try:
                     os.kill(child, signal.SIGKILL)
                 except OSError:
