@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-BENCH_NAMES = ("dabench", "tablebench", "bird", "qrdata", "discoverybench")
+BENCH_NAMES = ("dabench", "tablebench", "bird", "qrdata", "discoverybench", "synth")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

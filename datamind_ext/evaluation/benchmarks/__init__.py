@@ -5,7 +5,8 @@ from datamind_ext.evaluation.benchmarks import (
     dabench,
     discoverybench,
     qrdata,
+    synth,
     tablebench,
 )
 
-__all__ = ["bird", "dabench", "discoverybench", "qrdata", "tablebench"]
+__all__ = ["bird", "dabench", "discoverybench", "qrdata", "synth", "tablebench"]
