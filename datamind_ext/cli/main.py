@@ -16,7 +16,7 @@ from datamind_ext import __version__
 from datamind_ext.errors import UserError
 
 # Sub-command modules (datamind_ext.cli.<name>), in the order --help lists them.
-COMMANDS: tuple[str, ...] = ("doctor", "tiny_model", "sft", "eval", "synth", "rollout")
+COMMANDS: tuple[str, ...] = ("doctor", "tiny_model", "sft", "eval", "synth", "rollout", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -123,7 +123,9 @@ class HFReplica(RolloutReplica):
         return False
 
     async def launch_servers(self) -> None:
-        path = self.model_config.local_path or self.model_config.path
+        # model_config is an HFModelConfig in some callers and a struct DictConfig (no local_path key)
+        # in verl 0.9.1's sync trainer; getattr's default covers both (ConfigAttributeError is an AttributeError)
+        path = getattr(self.model_config, "local_path", None) or self.model_config.path
         actor_cls = ray.remote(HFRolloutServer)
         handle = actor_cls.options(
             name=server_actor_name(self.replica_rank), get_if_exists=True, num_cpus=0,

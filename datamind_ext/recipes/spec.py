@@ -1,0 +1,87 @@
+"""A recipe folder's ``recipe.yaml``: which stages run, with which per-stage config files.
+
+Why a separate file: each stage keeps its framework's own config (LLaMA-Factory yaml for SFT,
+verl hydra yaml for RL, ``SynthConfig``/``EvalConfig`` yaml), runnable by hand; ``recipe.yaml``
+only says how they chain (which model, which data, where outputs go). Relative paths in it are
+relative to the recipe folder, except ``run_dir`` and ``synth.data``, which are relative to the
+directory the command runs in (the repository root, where ``data/`` lives).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from datamind_ext.config import StrictModel, load_config
+
+STAGES: tuple[str, ...] = ("model", "synth", "sft", "rl", "eval")
+CHECKPOINTS: tuple[str, ...] = ("base", "sft", "rl")
+
+
+class ModelSpec(StrictModel):
+    """The starting model: the offline tiny model (built locally) or a path / hub id."""
+
+    tiny_preset: Literal["test", "quickstart"] | None = None
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if (self.tiny_preset is None) == (self.path is None):
+            raise ValueError("set exactly one of tiny_preset and path")
+        return self
+
+
+class HeldoutSpec(StrictModel):
+    """One held-out evaluation set, synthesized over new tables made from the training data."""
+
+    name: str
+    kind: Literal["fresh_tables", "unseen_names"]
+    tasks_per_table: int = Field(4, ge=1)
+    seed: int = 1
+
+
+class SynthSpec(StrictModel):
+    config: str = Field(description="SynthConfig yaml, relative to the recipe folder")
+    data: str = Field("data/samples/files", description="folder of training data files")
+    heldout: list[HeldoutSpec] = Field(default_factory=list)
+
+
+class SftSpec(StrictModel):
+    config: str = Field(description="LLaMA-Factory SFT yaml with a datamind: block")
+    overrides: list[str] = Field(default_factory=list, description="extra key=value passed to datamind-ext sft")
+
+
+class RlSpec(StrictModel):
+    config: str = Field(description="verl hydra yaml (its folder is --config-path, its stem --config-name)")
+    overrides: list[str] = Field(default_factory=list, description="extra hydra overrides")
+    env: dict[str, str] = Field(default_factory=dict, description="environment of the trainer process (CPU opt-ins)")
+    timeout_s: float = Field(3600.0, gt=0)
+
+
+class EvalSpec(StrictModel):
+    checkpoints: list[Literal["base", "sft", "rl"]] = Field(default_factory=lambda: list(CHECKPOINTS))
+    config: str | None = Field(None, description="EvalConfig yaml (sampling, budgets), relative to the recipe")
+    k: int = Field(1, ge=1)
+    limit: int | None = Field(None, ge=1, description="questions per set (None: all)")
+    concurrency: int = Field(8, ge=1)
+    server: Literal["datamind_hf", "vllm"] = Field(
+        "datamind_hf", description="how each checkpoint is served: our CPU server or `vllm serve`")
+    server_start_timeout_s: float = Field(600.0, gt=0)
+
+
+class RecipeSpec(StrictModel):
+    name: str
+    run_dir: str = Field(description="where every stage writes, relative to the working directory")
+    model: ModelSpec
+    synth: SynthSpec
+    sft: SftSpec
+    rl: RlSpec
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+
+
+def load_recipe(recipe: Path) -> tuple[RecipeSpec, Path]:
+    """The spec of ``recipe`` (a folder holding ``recipe.yaml``, or the yaml itself) and its folder."""
+    path = recipe / "recipe.yaml" if recipe.is_dir() else recipe
+    return load_config(RecipeSpec, path), path.parent.resolve()

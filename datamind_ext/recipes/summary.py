@@ -1,0 +1,198 @@
+"""The one summary at the end of a recipe run: a table of what was measured, and PNG curves.
+
+Every figure is read back from a stage's own output (the synthesis parquet, LLaMA-Factory's
+``trainer_log.jsonl``, the step lines verl's console logger printed, the eval harness's
+``summary.json``/``results.jsonl``); a figure a stage did not produce is shown as "-", never
+estimated. The footnote states what the held-out sets are, so the table claims no more.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datamind_ext.recipes.runner import Recipe, StageResult
+
+#: verl console metric names the summary reports per RL step (first present name wins).
+RL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "reward_mean": ("critic/score/mean", "critic/rewards/mean"),
+    "gamma": ("actor/gamma",),
+    "sft_loss": ("actor/sft_loss",),
+    "pg_loss": ("actor/pg_loss",),
+    "void_rate": ("datamind/void_rate", "agent/dm_void/mean", "rollout/dm_void/mean"),
+}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_METRIC = re.compile(r"([\w/@.\-]+):(-?[\d.]+(?:[eE][-+]?\d+)?|nan|inf)")
+
+
+def rl_steps(log_text: str) -> list[dict[str, float]]:
+    """Every ``step:N - key:value - ...`` line of verl's console logger, as dicts."""
+    steps = []
+    for line in _ANSI.sub("", log_text).splitlines():
+        i = line.find("step:")
+        if i < 0 or " - " not in line[i:]:
+            continue
+        metrics = {k: float(v) for k, v in _METRIC.findall(line[i:])}
+        if "step" in metrics:
+            steps.append(metrics)
+    return steps
+
+
+def pick(metrics: dict[str, float], names: tuple[str, ...]) -> float | None:
+    for n in names:
+        if n in metrics:
+            return metrics[n]
+    return None
+
+
+def sft_losses(sft_dir: Path) -> list[tuple[int, float]]:
+    """(step, loss) from LLaMA-Factory's ``trainer_log.jsonl``."""
+    path = sft_dir / "trainer_log.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if "loss" in row and "current_steps" in row:
+            out.append((int(row["current_steps"]), float(row["loss"])))
+    return out
+
+
+def categories(parquet: Path) -> Counter[str]:
+    import pandas as pd
+
+    if not parquet.is_file():
+        return Counter()
+    return Counter(str(e.get("category", "unknown")) for e in pd.read_parquet(parquet, columns=["extra_info"]).extra_info)
+
+
+def eval_figures(out_dir: Path) -> dict[str, Any] | None:
+    """pass@1, items and the share of episodes that ended in an ``<answer>`` for one eval run."""
+    summ = out_dir / "summary.json"
+    if not summ.is_file():
+        return None
+    data = json.loads(summ.read_text())
+    rule = data["overall"]["rule"]
+    rows = [json.loads(x) for x in (out_dir / "results.jsonl").read_text().splitlines() if x.strip()] \
+        if (out_dir / "results.jsonl").is_file() else []
+    answered = sum(r.get("answer") is not None for r in rows) / len(rows) if rows else None
+    return {"pass@1": rule["pass@1"], "items": rule["items"], "answered": answered}
+
+
+def _fmt(v: float | None, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.1f}%" if pct else f"{v:.4g}"
+
+
+def _plots(run_dir: Path, sft: list[tuple[int, float]], steps: list[dict[str, float]],
+           evals: dict[str, dict[str, Any]]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    if sft:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.plot([s for s, _ in sft], [loss for _, loss in sft])
+        ax.set(xlabel="SFT step", ylabel="loss", title="SFT loss (LLaMA-Factory)", yscale="log")
+        fig.tight_layout()
+        fig.savefig(run_dir / "sft_loss.png", dpi=110)
+        plt.close(fig)
+        written.append(run_dir / "sft_loss.png")
+    if steps:
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+        x = [int(s["step"]) for s in steps]
+        for ax, keys, title in ((axes[0], ("reward_mean",), "reward mean"), (axes[1], ("sft_loss", "pg_loss"), "losses"),
+                                (axes[2], ("gamma", "void_rate"), "γ and void rate")):
+            for k in keys:
+                ys = [pick(s, RL_COLUMNS[k]) for s in steps]
+                if any(y is not None for y in ys):
+                    ax.plot(x, [float("nan") if y is None else y for y in ys], marker="o", label=k)
+            ax.set(xlabel="RL step", title=title)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(run_dir / "rl_curves.png", dpi=110)
+        plt.close(fig)
+        written.append(run_dir / "rl_curves.png")
+    if evals:
+        sets = sorted({s for per in evals.values() for s in per})
+        ckpts = list(evals)
+        fig, ax = plt.subplots(figsize=(5.5, 3.2))
+        width = 0.8 / max(1, len(sets))
+        for j, name in enumerate(sets):
+            ys = [100 * (evals[c].get(name) or {}).get("pass@1", 0.0) for c in ckpts]
+            ax.bar([i + j * width for i in range(len(ckpts))], ys, width, label=name)
+        ax.set_xticks([i + width * (len(sets) - 1) / 2 for i in range(len(ckpts))], ckpts)
+        ax.set(ylabel="pass@1 (%)", title="held-out synthesized tasks")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(run_dir / "pass_rates.png", dpi=110)
+        plt.close(fig)
+        written.append(run_dir / "pass_rates.png")
+    return written
+
+
+def write_summary(r: Recipe, results: list[StageResult], *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Print the summary table and write ``summary.md``, ``summary.json`` and the plots in the run folder."""
+    run_dir = r.run_dir
+    heldout = [h.name for h in r.spec.synth.heldout]
+    train_cats = categories(r.synth_dir / "export" / "rl" / "train.parquet")
+    held_cats = {h: categories(r.heldout_dir(h) / "synth" / "export" / "rl" / "train.parquet") for h in heldout}
+    sft = sft_losses(r.sft_dir)
+    rl_log = r.rl_dir / "log.txt"
+    steps = rl_steps(rl_log.read_text(errors="replace")) if rl_log.is_file() else []
+    evals = {c: {h: eval_figures(run_dir / "eval" / c / h) for h in heldout} for c in r.spec.eval.checkpoints}
+    evals = {c: {h: v for h, v in per.items() if v} for c, per in evals.items() if any(per.values())}
+
+    md = [f"# {r.spec.name}: run summary", "", "| stage | status | seconds |", "|---|---|---|"]
+    md += [f"| {s.name} | {s.status} | {s.seconds:.0f} |" for s in results]
+    md += ["", "## Tasks by category (synthesized)", "", "| category | train | " + " | ".join(heldout) + " |",
+           "|---|---|" + "---|" * len(heldout)]
+    for cat in sorted(set(train_cats) | {c for v in held_cats.values() for c in v}):
+        md.append(f"| {cat} | {train_cats.get(cat, 0)} | " + " | ".join(str(held_cats[h].get(cat, 0)) for h in heldout) + " |")
+    md.append(f"| **total** | {sum(train_cats.values())} | " + " | ".join(str(sum(held_cats[h].values())) for h in heldout) + " |")
+    md += ["", "## SFT (LLaMA-Factory)", ""]
+    md.append(f"loss first {_fmt(sft[0][1])} (step {sft[0][0]}), last {_fmt(sft[-1][1])} (step {sft[-1][0]})"
+              if sft else "no SFT loss logged")
+    md += ["", "## RL (verl main_ppo)", "", "| step | reward mean | γ | sft_loss | pg_loss | void rate |", "|---|---|---|---|---|---|"]
+    for s in steps:
+        md.append(f"| {int(s['step'])} | " + " | ".join(_fmt(pick(s, RL_COLUMNS[k])) for k in
+                                                     ("reward_mean", "gamma", "sft_loss", "pg_loss", "void_rate")) + " |")
+    if not steps:
+        md.append("| - | - | - | - | - | - |")
+    md += ["", "## Held-out pass@1 (rule scorer: numbers within 3 %) and share of episodes with an answer", "",
+           "| checkpoint | " + " | ".join(f"{h} pass@1 | {h} answered" for h in heldout) + " |",
+           "|---|" + "---|---|" * len(heldout)]
+    for c, per in evals.items():
+        cells = []
+        for h in heldout:
+            f = per.get(h)
+            cells += [f"{_fmt(f['pass@1'], True)} (n={f['items']})" if f else "-", _fmt(f["answered"], True) if f else "-"]
+        md.append(f"| {c} | " + " | ".join(cells) + " |")
+    kinds = {h.name: h.kind for h in r.spec.synth.heldout}
+    md += ["", "Held-out sets are tasks synthesized over new tables built from the training files: "
+           + "; ".join(f"`{n}` = {'same file and column names, new values' if k == 'fresh_tables' else 'every file and column renamed to words absent from training, new values'}"
+                       for n, k in kinds.items())
+           + ". One run per checkpoint; with n tasks, differences under about 100/sqrt(n) points are noise."]
+    plots = _plots(run_dir, sft, steps, evals)
+    md += ["", "Plots: " + ", ".join(str(p) for p in plots) if plots else "No plots (no curves measured)."]
+    text = "\n".join(md) + "\n"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.md").write_text(text)
+    summary = {"recipe": r.spec.name, "run_dir": str(run_dir),
+               "stages": [s.__dict__ for s in results], "tasks_by_category": {"train": dict(train_cats), **{h: dict(v) for h, v in held_cats.items()}},
+               "sft_loss": {"first": sft[0][1], "last": sft[-1][1], "steps": sft[-1][0]} if sft else None,
+               "rl_steps": [{k: pick(s, RL_COLUMNS[k]) for k in RL_COLUMNS} | {"step": int(s["step"])} for s in steps],
+               "eval": evals, "plots": [str(p) for p in plots]}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    log("")
+    log(text)
+    log(f"summary: {run_dir / 'summary.md'} and summary.json")
+    return summary
