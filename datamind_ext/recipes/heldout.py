@@ -29,7 +29,7 @@ UNSEEN_WORDS = (
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx", ".json", ".jsonl", ".parquet")
 
 
-def _read(path: Path):  # noqa: ANN202 (pandas imported lazily)
+def _read(path: Path):
     import pandas as pd
 
     suffix = path.suffix.lower()
@@ -46,7 +46,7 @@ def _read(path: Path):  # noqa: ANN202 (pandas imported lazily)
     return pd.read_parquet(path)
 
 
-def _resample(df, rng: random.Random):  # noqa: ANN001, ANN202
+def _resample(df, rng: random.Random):
     """New rows drawn with replacement; numeric values jittered by up to ±20 % (integers stay integers)."""
     import numpy as np
 
@@ -76,7 +76,7 @@ def make_heldout_folder(src_dir: Path, dst_dir: Path, kind: HeldoutKind, *, seed
     for src in sorted(p for p in src_dir.iterdir() if p.suffix.lower() in TABLE_SUFFIXES):
         try:
             df = _read(src)
-        except Exception:  # noqa: BLE001 (a corrupt sample file is skipped, like synthesis does)
+        except Exception:  # noqa: BLE001, S112 (a corrupt sample file is skipped, like synthesis does)
             continue
         if df.empty:
             continue

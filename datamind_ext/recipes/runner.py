@@ -269,9 +269,21 @@ def eval_commands(r: Recipe, ckpt: str, model: str, port: int) -> tuple[Command,
     else:
         server = Command(["vllm", "serve", model, "--served-model-name", "datamind", "--port", str(port)],
                          r.run_dir / "eval" / ckpt / "server.txt")
+    server.argv += e.server_args
     served = model if e.server == "datamind_hf" else "datamind"
+    judge = (["--judge-model", e.judge_model] if e.judge_model else []) + \
+        (["--judge-base-url", e.judge_base_url] if e.judge_base_url else [])
     clients = []
-    for h in r.spec.synth.heldout:
+    for b in e.benchmarks:
+        argv = _cli("eval", b.name, "--data", str(Path(b.data).resolve()), "--model", served, "--base-url", url,
+                    "--k", str(e.k), "--concurrency", str(e.concurrency), "--out", str(r.run_dir / "eval" / ckpt / b.name),
+                    "--no-progress", *judge)
+        if e.limit:
+            argv += ["--limit", str(e.limit)]
+        if b.config:
+            argv += ["--config", str(Path(b.config).resolve())]
+        clients.append(Command(argv, r.run_dir / "eval" / ckpt / f"{b.name}.log.txt"))
+    for h in (r.spec.synth.heldout if e.heldout else []):
         argv = _cli("eval", "synth", "--data", str(r.heldout_dir(h.name) / "synth"), "--model", served,
                     "--base-url", url, "--k", str(e.k), "--concurrency", str(e.concurrency),
                     "--out", str(r.run_dir / "eval" / ckpt / h.name), "--no-progress")
@@ -283,10 +295,16 @@ def eval_commands(r: Recipe, ckpt: str, model: str, port: int) -> tuple[Command,
     return server, clients
 
 
+def eval_set_names(r: Recipe) -> list[str]:
+    """Output folder names of every evaluated set: the benchmarks, then the held-out sets."""
+    held = [h.name for h in r.spec.synth.heldout] if r.spec.eval.heldout else []
+    return [b.name for b in r.spec.eval.benchmarks] + held
+
+
 def stage_eval(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[], None]]:
     e = r.spec.eval
     files = [r.cfg(e.config)] if e.config else []
-    outputs = [r.run_dir / "eval" / c / h.name / "summary.json" for c in e.checkpoints for h in r.spec.synth.heldout]
+    outputs = [r.run_dir / "eval" / c / n / "summary.json" for c in e.checkpoints for n in eval_set_names(r)]
     shown = []
     for c in e.checkpoints:
         server, clients = eval_commands(r, c, f"<{c} checkpoint>", 8000)
@@ -294,7 +312,7 @@ def stage_eval(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[
 
     def run() -> None:
         for c in e.checkpoints:
-            if all((r.run_dir / "eval" / c / h.name / "summary.json").is_file() for h in r.spec.synth.heldout) \
+            if all((r.run_dir / "eval" / c / n / "summary.json").is_file() for n in eval_set_names(r)) \
                     and (r.markers / f"eval-{c}.json").is_file() \
                     and json.loads((r.markers / f"eval-{c}.json").read_text()).get("model") == r.checkpoint(c):
                 r.log(f"  eval {c}: done before, skipped")
@@ -305,7 +323,8 @@ def stage_eval(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[
             with server.log.open("w") as out:
                 proc = subprocess.Popen(server.argv, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
             try:
-                _wait_for_server(f"http://127.0.0.1:{server.argv[-1]}/v1", proc, e.server_start_timeout_s, server.log)
+                _wait_for_server(clients[0].argv[clients[0].argv.index("--base-url") + 1], proc,
+                                 e.server_start_timeout_s, server.log)
                 for cl in clients:
                     r.execute(cl)
             finally:

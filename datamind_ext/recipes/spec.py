@@ -60,6 +60,14 @@ class RlSpec(StrictModel):
     timeout_s: float = Field(3600.0, gt=0)
 
 
+class BenchmarkEval(StrictModel):
+    """A published benchmark evaluated on every checkpoint (``datamind-ext eval BENCH``)."""
+
+    name: Literal["dabench", "tablebench", "bird", "qrdata", "discoverybench"]
+    data: str = Field(description="folder of the benchmark's official files (eval/BENCH/README.md)")
+    config: str | None = Field(None, description="EvalConfig yaml, relative to the repository root")
+
+
 class EvalSpec(StrictModel):
     checkpoints: list[Literal["base", "sft", "rl"]] = Field(default_factory=lambda: list(CHECKPOINTS))
     config: str | None = Field(None, description="EvalConfig yaml (sampling, budgets), relative to the recipe")
@@ -68,7 +76,12 @@ class EvalSpec(StrictModel):
     concurrency: int = Field(8, ge=1)
     server: Literal["datamind_hf", "vllm"] = Field(
         "datamind_hf", description="how each checkpoint is served: our CPU server or `vllm serve`")
+    server_args: list[str] = Field(default_factory=list, description="extra server flags (vllm: --max-model-len ...)")
     server_start_timeout_s: float = Field(600.0, gt=0)
+    heldout: bool = Field(True, description="evaluate on the synth.heldout sets")
+    benchmarks: list[BenchmarkEval] = Field(default_factory=list)
+    judge_model: str | None = None
+    judge_base_url: str | None = None
 
 
 class RecipeSpec(StrictModel):

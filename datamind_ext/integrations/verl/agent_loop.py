@@ -87,10 +87,18 @@ def row_files(extra_info: Any, tools_kwargs: Any = None) -> list[str]:
     return []
 
 
-def episode_output(ep: Episode, *, with_logprobs: bool) -> AgentLoopOutput:
-    """verl's output for an episode: token lists, masks, scalar metrics (same keys every time)."""
+def episode_output(ep: Episode, *, with_logprobs: bool,
+                   weight_versions: tuple[int, int] | None = None) -> AgentLoopOutput:
+    """verl's output for an episode: token lists, masks, scalar metrics (same keys every time).
+
+    ``weight_versions``: the (first, last) ``global_steps`` the server reported over the episode's
+    turns; verl 0.9.1's v1 trainer reads them as ``min_global_steps``/``max_global_steps`` for its
+    staleness metrics and fails on None, so an episode that never generated records -1.
+    """
     m = ep.metrics
+    lo, hi = weight_versions if weight_versions is not None else (-1, -1)
     extra = {
+        "min_global_steps": lo, "max_global_steps": hi,
         "dm_turns": m.turns, "dm_code_cells": m.code_cells, "dm_cells_errored": m.cells_errored,
         "dm_cells_timed_out": m.cells_timed_out, "dm_obs_chars_cut": m.observation_chars_cut, "dm_void": m.void,
         "dm_failed": m.failed, "dm_generation_s": round(m.generation_s, 6),
@@ -139,11 +147,15 @@ class DataMindAgentLoop(AgentLoopBase):
         files = row_files(kwargs.get("extra_info"), kwargs.get("tools_kwargs"))
         messages = with_system_prompt(messages, files, max_turns=self.budgets.max_turns)
         request_id = uuid4().hex  # one id per trajectory: sticky routing to one server
+        versions: list[int] = []  # weight version (global step) of each turn's server reply
 
         async def generate(prompt_ids: list[int], params: dict[str, Any]) -> tuple[list[int], list[float] | None, str]:
             out = await self.server_manager.generate(request_id=request_id, prompt_ids=prompt_ids,
                                                      sampling_params=params)
             finish = (out.extra_fields or {}).get("finish_reason")
+            for key in ("min_global_steps", "max_global_steps", "global_steps"):
+                if (out.extra_fields or {}).get(key) is not None:
+                    versions.append(int(out.extra_fields[key]))
             if finish is None:
                 finish = "abort" if out.stop_reason in ("aborted", "abort") else "stop"
             return list(out.token_ids), out.log_probs, finish
@@ -154,7 +166,8 @@ class DataMindAgentLoop(AgentLoopBase):
         episode = await loop.run(messages, files)
         if episode.error:
             log.warning("datamind trajectory failed (kept in the batch as void): %s", episode.error)
-        return episode_output(episode, with_logprobs=bool(sampling_params.get("logprobs")))
+        return episode_output(episode, with_logprobs=bool(sampling_params.get("logprobs")),
+                              weight_versions=(min(versions), max(versions)) if versions else None)
 
 
 def registered_names() -> Sequence[str]:
