@@ -211,7 +211,7 @@ def stage_sft(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[]
     s = r.spec.sft
     cfg = r.cfg(s.config)
     kept = r.synth_dir / "filtered" / "kept.jsonl"
-    model = r.base_model() if r.model_file.is_file() else "<model stage output>"
+    model = r.base_model() if r.model_file.is_file() else (r.spec.model.path or "<model stage output>")
     cmd = Command(_cli("sft", str(cfg), f"model_name_or_path={model}", f"output_dir={r.sft_dir}",
                        f"datamind.trajectories=[{kept}]", *s.overrides), r.run_dir / "logs" / "sft.txt")
     outputs = [r.sft_dir / "config.json", r.sft_dir / "trainer_log.jsonl"]
