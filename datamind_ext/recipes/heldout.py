@@ -33,10 +33,12 @@ def _read(path: Path):
     import pandas as pd
 
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix == ".tsv":
-        return pd.read_csv(path, sep="\t")
+    if suffix in (".csv", ".tsv"):
+        sep = "\t" if suffix == ".tsv" else None  # None: sniffed (some samples use ';')
+        try:
+            return pd.read_csv(path, sep=sep, engine="python")
+        except UnicodeDecodeError:  # the samples include a latin-1 file, as real exports do
+            return pd.read_csv(path, sep=sep, engine="python", encoding="latin-1")
     if suffix == ".xlsx":
         return pd.read_excel(path)
     if suffix == ".json":
@@ -83,8 +85,8 @@ def make_heldout_folder(src_dir: Path, dst_dir: Path, kind: HeldoutKind, *, seed
         df = _resample(df, rng)
         name = src.stem
         if kind == "unseen_names":
-            fresh = iter(w for w in words if w not in {str(c) for c in df.columns})
-            df.columns = [f"{next(fresh)}_{i}" for i in range(len(df.columns))]
+            start = len(written) * 7
+            df.columns = [f"{words[(start + i) % len(words)]}_{i}" for i in range(len(df.columns))]
             name = f"table_{len(written)}_{words[len(written) % len(words)]}"
         dst = dst_dir / f"{name}.csv"
         df.to_csv(dst, index=False)
