@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 
 #: Qwen2.5-0.5B's architecture (its config.json), vocabulary aside.
-QWEN25_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                  num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
-                  tie_word_embeddings=True)
+QWEN25_05B = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+              "num_key_value_heads": 2, "max_position_embeddings": 32768, "rope_theta": 1_000_000.0,
+              "rms_norm_eps": 1e-6, "tie_word_embeddings": True}
 REQUIRED_METRICS = ("critic/score/mean", "actor/gamma", "actor/sft_loss", "actor/pg_loss")
 STEPS = 2
 
