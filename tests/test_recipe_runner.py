@@ -168,3 +168,20 @@ def test_rl_configs_compose_with_stock_verl_hydra(recipe: str) -> None:
         assert (cfg["data"]["max_prompt_length"], cfg["data"]["max_response_length"]) == (2048, 8192)
         assert cfg["datamind"]["agent"]["max_turns"] == 10
         assert "datamind_hf" not in json.dumps(cfg)
+
+
+def test_gpu_smoke_command_composes_with_the_7b_config(tmp_path: Path) -> None:
+    """Every override of ``make gpu-smoke`` is a key verl's config accepts (checked without a GPU)."""
+    import yaml
+
+    from datamind_ext.recipes.gpu_smoke import QWEN25_05B, smoke_command
+
+    cmd = smoke_command(tmp_path / "t.parquet", tmp_path / "model", tmp_path) + ["--cfg", "job"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
+                          env={"VERL_USE_EXTERNAL_PLUGINS": "none", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["actor_rollout_ref"]["rollout"]["name"] == "vllm" and cfg["trainer"]["total_training_steps"] == 2
+    assert cfg["trainer"]["n_gpus_per_node"] == 1 and cfg["trainer"]["v1"]["trainer_mode"] == "datamind_sync"
+    assert cfg["datamind"]["agent"] == {"max_turns": 3, "max_observation_chars": 2048, "max_tokens_per_turn": 512}
+    assert (QWEN25_05B["num_hidden_layers"], QWEN25_05B["hidden_size"], QWEN25_05B["num_key_value_heads"]) == (24, 896, 2)

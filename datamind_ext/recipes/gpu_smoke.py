@@ -49,6 +49,24 @@ def build_random_qwen05b(out: Path) -> Path:
     return out
 
 
+def smoke_command(parquet: Path, model: Path, out: Path, rollout: str = "vllm") -> list[str]:
+    """``main_ppo`` on recipes/datamind-7b/rl.yaml, shrunk to one GPU and 2 steps (paper settings otherwise)."""
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "datamind-7b"
+    return [sys.executable, "-m", "verl.trainer.main_ppo", f"--config-path={recipe}", "--config-name=rl",
+            f"data.train_files={parquet}", f"data.val_files={parquet}", f"actor_rollout_ref.model.path={model}",
+            f"trainer.default_local_dir={out / 'ckpt'}", f"actor_rollout_ref.rollout.name={rollout}",
+            "trainer.n_gpus_per_node=1", "trainer.nnodes=1", f"trainer.total_training_steps={STEPS}",
+            "trainer.save_freq=-1", "trainer.test_freq=-1", "trainer.val_before_train=false", "trainer.logger=[console]",
+            "data.train_batch_size=4", "data.gen_batch_size=4", "data.max_prompt_length=1024",
+            "data.max_response_length=2048", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+            "actor_rollout_ref.actor.ulysses_sequence_parallel_size=1",
+            "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=16384",
+            "actor_rollout_ref.rollout.tensor_model_parallel_size=1", "actor_rollout_ref.rollout.agent.num_workers=2",
+            "actor_rollout_ref.rollout.max_num_batched_tokens=4096", "actor_rollout_ref.rollout.gpu_memory_utilization=0.4",
+            # a random model's rewards are all equal: dynamic sampling would discard every group
+            "algorithm.filter_groups.enable=false", "datamind.agent.max_turns=3", "+datamind.agent.max_tokens_per_turn=512"]
+
+
 def main(argv: list[str] | None = None) -> int:
     from datamind_ext.recipes.summary import rl_steps
 
@@ -63,21 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (synth / "export" / "rl" / "train.parquet").is_file():
         subprocess.run([sys.executable, "-m", "datamind_ext", "synth", "all", "--data", "data/samples/files",
                         "--out", str(synth), "--tasks-per-table", "4"], check=True)
-    parquet = synth / "export" / "rl" / "train.parquet"
-    recipe = Path(__file__).resolve().parents[2] / "recipes" / "datamind-7b"
-    cmd = [sys.executable, "-m", "verl.trainer.main_ppo", f"--config-path={recipe}", "--config-name=rl",
-           f"data.train_files={parquet}", f"data.val_files={parquet}", f"actor_rollout_ref.model.path={model}",
-           f"trainer.default_local_dir={out / 'ckpt'}", f"actor_rollout_ref.rollout.name={args.rollout}",
-           # one GPU, small batches, 2 steps; everything else is the paper's RL config
-           "trainer.n_gpus_per_node=1", "trainer.nnodes=1", f"trainer.total_training_steps={STEPS}",
-           "trainer.save_freq=-1", "trainer.test_freq=-1", "trainer.val_before_train=false", "trainer.logger=[console]",
-           "data.train_batch_size=4", "data.gen_batch_size=4", "data.max_prompt_length=1024",
-           "data.max_response_length=2048", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
-           "actor_rollout_ref.actor.ulysses_sequence_parallel_size=1", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=16384",
-           "actor_rollout_ref.rollout.tensor_model_parallel_size=1", "actor_rollout_ref.rollout.agent.num_workers=2",
-           "actor_rollout_ref.rollout.max_num_batched_tokens=4096", "actor_rollout_ref.rollout.gpu_memory_utilization=0.4",
-           # a random model's rewards are all equal: dynamic sampling would discard every group
-           "algorithm.filter_groups.enable=false", "datamind.agent.max_turns=3", "+datamind.agent.max_tokens_per_turn=512"]
+    cmd = smoke_command(synth / "export" / "rl" / "train.parquet", model, out, args.rollout)
     log = out / "rl_log.txt"
     print("$ " + " ".join(cmd), flush=True)
     env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1", RAY_DEDUP_LOGS="0")
