@@ -140,10 +140,11 @@ def test_unknown_recipe_key_is_rejected(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 @pytest.mark.parametrize("recipe", ["quickstart", "datamind-7b", "datamind-14b"])
-def test_rl_configs_compose_with_stock_verl_hydra(recipe: str) -> None:
+def test_rl_configs_compose_with_stock_verl_hydra(recipe: str, tmp_path: Path) -> None:
     """``main_ppo --cfg job`` composes the recipe's RL config (verl's defaults + ours) without running."""
     proc = subprocess.run([sys.executable, "-m", "verl.trainer.main_ppo", f"--config-path={ROOT / 'recipes' / recipe}",
                            "--config-name=rl", "--cfg", "job"], capture_output=True, text=True, timeout=300, check=False,
+                          cwd=tmp_path,
                           env={"VERL_USE_EXTERNAL_PLUGINS": "none", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     import yaml
@@ -177,7 +178,7 @@ def test_gpu_smoke_command_composes_with_the_7b_config(tmp_path: Path) -> None:
     from datamind_ext.recipes.gpu_smoke import QWEN25_05B, smoke_command
 
     cmd = smoke_command(tmp_path / "t.parquet", tmp_path / "model", tmp_path) + ["--cfg", "job"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
                           env={"VERL_USE_EXTERNAL_PLUGINS": "none", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     cfg = yaml.safe_load(proc.stdout)

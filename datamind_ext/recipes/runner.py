@@ -34,6 +34,7 @@ class Command:
     log: Path
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
+    cwd: Path | None = None  # hydra writes its outputs/ folder here (verl's trainer)
 
     def shown(self) -> str:
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
@@ -143,7 +144,7 @@ class Recipe:
         env = dict(os.environ, **cmd.env)
         with cmd.log.open("w") as out:
             proc = subprocess.run(cmd.argv, stdout=out, stderr=subprocess.STDOUT, env=env, text=True,
-                                  timeout=cmd.timeout_s, check=False)
+                                  timeout=cmd.timeout_s, check=False, cwd=cmd.cwd)
         if proc.returncode != 0:
             tail = "\n".join(cmd.log.read_text(errors="replace").splitlines()[-25:])
             raise UserError(f"stage command failed (exit {proc.returncode}), see {cmd.log}:\n{tail}")
@@ -227,7 +228,7 @@ def rl_command(r: Recipe) -> Command:
             f"data.train_files={r.synth_dir / 'export/rl/train.parquet'}", f"data.val_files={val}",
             f"actor_rollout_ref.model.path={r.sft_dir}", f"trainer.default_local_dir={r.rl_dir / 'ckpt'}",
             *s.overrides]
-    return Command(argv, r.rl_dir / "log.txt", env=dict(s.env), timeout_s=s.timeout_s)
+    return Command(argv, r.rl_dir / "log.txt", env=dict(s.env), timeout_s=s.timeout_s, cwd=r.rl_dir)
 
 
 def stage_rl(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[], None]]:
