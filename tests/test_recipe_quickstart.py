@@ -40,7 +40,8 @@ def reduced_recipe(tmp: Path) -> Path:
 
 
 def test_quickstart_chain_reduced(tmp_path: Path) -> None:
-    recipe = reduced_recipe(tmp_path / "recipe_dir" if (tmp_path / "recipe_dir").mkdir() is None else tmp_path)
+    (tmp_path / "recipe_dir").mkdir()
+    recipe = reduced_recipe(tmp_path / "recipe_dir")
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "datamind_ext", "run", str(recipe), "--run-dir", str(run_dir)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800, check=False)
@@ -76,6 +77,8 @@ def test_quickstart_chain_reduced(tmp_path: Path) -> None:
     assert [s["step"] for s in steps] == [1, 2]
     assert all(s["gamma"] is not None and 0.05 <= s["gamma"] <= 0.9 for s in steps)
     assert all(s["sft_loss"] is not None and s["sft_loss"] > 0 for s in steps)
+    assert all(s["void_rate"] is not None and 0 <= s["void_rate"] <= 1 for s in steps)
+    assert all(s["reward_mean"] is not None and s["pg_loss"] is not None for s in steps)
     assert summary["sft_loss"]["steps"] == 12
 
     # the printed summary: the table and the upstream commands

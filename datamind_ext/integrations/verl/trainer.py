@@ -218,6 +218,9 @@ def _make_trainer_cls() -> type:
             from tensordict import TensorDict
 
             tq.kv_batch_put(keys=batch.keys, partition_id=pid, fields=TensorDict(flags, batch_size=len(batch)))
+            # share of this step's (non-padding) rollouts the agent loop flagged void: the recipes'
+            # summary reports it per step (verl logs no agent-loop extra field itself)
+            metrics["datamind/void_rate"] = float(flags["is_void"][real].float().mean()) if real else 0.0
 
             # one expert row per prompt of the update batch, plus one per prompt whose group the
             # DAPO filter dropped since the last update (the paper gives those SFT only)
