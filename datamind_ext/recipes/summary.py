@@ -84,6 +84,11 @@ def eval_figures(out_dir: Path) -> dict[str, Any] | None:
     return {"pass@1": rule["pass@1"], "items": rule["items"], "answered": answered}
 
 
+def _short(path: str, run_dir: Path) -> str:
+    p = Path(path)
+    return str(p.relative_to(run_dir)) if p.is_relative_to(run_dir) else str(p)
+
+
 def _fmt(v: float | None, pct: bool = False) -> str:
     if v is None:
         return "-"
@@ -154,8 +159,9 @@ def write_summary(r: Recipe, results: list[StageResult], *, log: Callable[[str],
     evals = {c: {h: eval_figures(run_dir / "eval" / c / h) for h in sets} for c in r.spec.eval.checkpoints}
     evals = {c: {h: v for h, v in per.items() if v} for c, per in evals.items() if any(per.values())}
 
-    md = [f"# {r.spec.name}: run summary", "", "| stage | status | seconds |", "|---|---|---|"]
-    md += [f"| {s.name} | {s.status} | {s.seconds:.0f} |" for s in results]
+    md = [f"# {r.spec.name}: run summary", "", f"Run folder: {run_dir}", "",
+          "| stage | status | seconds | outputs |", "|---|---|---|---|"]
+    md += [f"| {s.name} | {s.status} | {s.seconds:.0f} | {', '.join(_short(o, run_dir) for o in s.outputs)} |" for s in results]
     md += ["", "## Tasks by category (synthesized)", "", "| category | train | " + " | ".join(heldout) + " |",
            "|---|---|" + "---|" * len(heldout)]
     for cat in sorted(set(train_cats) | {c for v in held_cats.values() for c in v}):
