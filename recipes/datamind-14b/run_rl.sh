@@ -1,18 +1,4 @@
 #!/usr/bin/env bash
-# RL stage of DataMind-7B on ONE node (8 GPUs): stock verl main_ppo with our plugin components.
-# Usage (from the repository root):
+# RL stage of DataMind-14B on ONE node: the datamind-7b script with this recipe's rl.yaml.
 #   bash recipes/datamind-14b/run_rl.sh RUN_DIR [extra hydra overrides...]
-# RUN_DIR holds the earlier stages' outputs (datamind-ext run recipes/datamind-14b --to sft).
-set -euo pipefail
-RUN_DIR=${1:?usage: run_rl.sh RUN_DIR [overrides...]}; shift
-RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-NGPUS=${NGPUS:-8}
-mkdir -p "$RUN_DIR/rl"
-python -m verl.trainer.main_ppo \
-  --config-path="$RECIPE_DIR" --config-name=rl \
-  data.train_files="$RUN_DIR/synth/train/export/rl/train.parquet" \
-  data.val_files="$RUN_DIR/heldout/familiar_names/synth/export/rl/train.parquet" \
-  actor_rollout_ref.model.path="$RUN_DIR/sft" \
-  trainer.default_local_dir="$RUN_DIR/rl/ckpt" \
-  trainer.n_gpus_per_node="$NGPUS" trainer.nnodes=1 \
-  "$@" 2>&1 | tee "$RUN_DIR/rl/log.txt"
+RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) exec bash "$(dirname "${BASH_SOURCE[0]}")/../datamind-7b/run_rl.sh" "$@"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# RL stage of DataMind-7B on ONE node (8 GPUs): stock verl main_ppo with our plugin components.
+# RL stage of a DataMind recipe on ONE node (8 GPUs): stock verl main_ppo with our plugin components.
 # Usage (from the repository root):
 #   bash recipes/datamind-7b/run_rl.sh RUN_DIR [extra hydra overrides...]
 # RUN_DIR holds the earlier stages' outputs (datamind-ext run recipes/datamind-7b --to sft).
 set -euo pipefail
 RUN_DIR=${1:?usage: run_rl.sh RUN_DIR [overrides...]}; shift
-RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# RECIPE_DIR may be set by another recipe reusing this script (datamind-14b does).
+RECIPE_DIR=${RECIPE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 NGPUS=${NGPUS:-8}
 mkdir -p "$RUN_DIR/rl"
 python -m verl.trainer.main_ppo \

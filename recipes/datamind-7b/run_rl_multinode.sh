@@ -6,7 +6,8 @@
 # named in extra_info.files, checkpoints). Each node needs the same environment (pip install -e '.[vllm]').
 set -euo pipefail
 ROLE=${1:?usage: head RUN_DIR NNODES [overrides...] | worker HEAD_ADDR}
-RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# RECIPE_DIR may be set by another recipe reusing this script (datamind-14b does).
+RECIPE_DIR=${RECIPE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 NGPUS=${NGPUS:-8}
 case "$ROLE" in
   worker)
