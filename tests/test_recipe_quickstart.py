@@ -1,50 +1,34 @@
-"""The CPU quickstart recipe end-to-end, in a reduced-size mode of the same recipe (slow).
+"""The CPU quickstart end-to-end, exactly as the README runs it (slow: ~15-20 min on 2 cores).
 
-Reduced: the same recipes/quickstart configs (rl.yaml + its CPU preset, sft.yaml, eval.yaml) with
-fewer synthesized tasks, 12 SFT steps, 2 RL steps and 4 held-out tasks per set, so the whole chain
-(tiny model → synthesis → LLaMA-Factory SFT → verl main_ppo → eval) fits a CI budget. The full-size
-quickstart is `make quickstart` (the same command without these overrides).
+tiny model → programmatic synthesis → LLaMA-Factory SFT → stock verl ``main_ppo`` with our agent
+loop, combined loss and rewards → eval of the base, SFT and RL checkpoints on two held-out sets →
+summary table and plots. The figures themselves are measured, not asserted (they are printed in
+the summary); the test asserts the chain's artifacts, that the RL log is verl's trainer running our
+components, and one coarse learning check: after SFT the model follows the protocol on held-out
+tables with familiar names (most episodes end in an ``<answer>``), which the random base model does not.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = ROOT / "recipes" / "quickstart"
 
 
-def reduced_recipe(tmp: Path) -> Path:
-    spec = yaml.safe_load((QUICKSTART / "recipe.yaml").read_text())
-    synth = yaml.safe_load((QUICKSTART / "synth.yaml").read_text()) | {"tasks_per_table": 6}
-    (tmp / "synth.yaml").write_text(yaml.safe_dump(synth))
-    spec["synth"]["config"] = str(tmp / "synth.yaml")
-    for h in spec["synth"]["heldout"]:
-        h["tasks_per_table"] = 1
-    spec["sft"]["config"] = str(QUICKSTART / spec["sft"]["config"])
-    spec["sft"]["overrides"] = ["max_steps=12", "logging_steps=2"]
-    spec["rl"]["config"] = str(QUICKSTART / spec["rl"]["config"])
-    spec["rl"]["overrides"] = ["trainer.total_training_steps=2", "trainer.save_freq=2"]
-    spec["eval"]["config"] = str(QUICKSTART / spec["eval"]["config"])
-    spec["eval"]["limit"] = 4
-    (tmp / "recipe.yaml").write_text(yaml.safe_dump(spec))
-    return tmp
-
-
-def test_quickstart_chain_reduced(tmp_path: Path) -> None:
-    (tmp_path / "recipe_dir").mkdir()
-    recipe = reduced_recipe(tmp_path / "recipe_dir")
+def test_quickstart_end_to_end(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "datamind_ext", "run", str(recipe), "--run-dir", str(run_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800, check=False)
+    cmd = [sys.executable, "-m", "datamind_ext", "run", "recipes/quickstart", "--run-dir", str(run_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=3000, check=False,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    sys.stdout.write(proc.stdout[-8000:])  # the summary table, in the test log (pytest -rA / on failure)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     out = proc.stdout
 
@@ -55,12 +39,13 @@ def test_quickstart_chain_reduced(tmp_path: Path) -> None:
     for name in ("familiar_names", "unseen_names"):
         assert (run_dir / "heldout" / name / "synth/export/rl/train.parquet").is_file()
     assert (run_dir / "sft/config.json").is_file() and (run_dir / "sft/trainer_log.jsonl").is_file()
+    assert (run_dir / "sft/llamafactory_train.yaml").is_file()
     hf = sorted((run_dir / "rl/ckpt").glob("global_step_*/actor/huggingface"))
     assert hf and (hf[-1] / "config.json").is_file()
     for ckpt in ("base", "sft", "rl"):
         for name in ("familiar_names", "unseen_names"):
             summ = json.loads((run_dir / "eval" / ckpt / name / "summary.json").read_text())
-            assert summ["benchmark"] == "synth" and summ["overall"]["rule"]["items"] >= 1
+            assert summ["benchmark"] == "synth" and summ["overall"]["rule"]["items"] == 40
     for png in ("sft_loss.png", "rl_curves.png", "pass_rates.png"):
         assert (run_dir / png).stat().st_size > 1000
 
@@ -74,17 +59,22 @@ def test_quickstart_chain_reduced(tmp_path: Path) -> None:
     assert "'name': 'datamind'" in log  # reward manager
     summary = json.loads((run_dir / "summary.json").read_text())
     steps = summary["rl_steps"]
-    assert [s["step"] for s in steps] == [1, 2]
+    assert [s["step"] for s in steps] == [1, 2, 3]
     assert all(s["gamma"] is not None and 0.05 <= s["gamma"] <= 0.9 for s in steps)
     assert all(s["sft_loss"] is not None and s["sft_loss"] > 0 for s in steps)
     assert all(s["void_rate"] is not None and 0 <= s["void_rate"] <= 1 for s in steps)
     assert all(s["reward_mean"] is not None and s["pg_loss"] is not None for s in steps)
-    assert summary["sft_loss"]["steps"] == 12
+    assert summary["sft_loss"]["last"] < 0.25 * summary["sft_loss"]["first"]
+
+    # coarse learning check (not a figure): SFT taught the protocol on familiar names
+    evals = summary["eval"]
+    assert evals["sft"]["familiar_names"]["answered"] >= 0.5 > evals["base"]["familiar_names"]["answered"]
 
     # the printed summary: the table and the upstream commands
     assert "## RL (verl main_ppo)" in out and "| step | reward mean | γ | sft_loss | pg_loss | void rate |" in out
+    assert "| checkpoint | familiar_names pass@1 |" in out
     assert "python -m verl.trainer.main_ppo --config-path=" in out
-    assert "datamind-ext sft " in out
+    assert "datamind-ext sft " in out and "llamafactory-cli train " in out
 
     # a second run skips every stage (markers with the config hash)
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)

@@ -9,15 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from datamind_ext.cli.main import main as cli_main
-from datamind_ext.recipes.heldout import (
-    TABLE_SUFFIXES,
-    UNSEEN_WORDS,
-    _read,
-    make_heldout_folder,
-)
-from datamind_ext.recipes.runner import Recipe, run_recipe, stage_rl
+from datamind_ext.recipes.heldout import UNSEEN_WORDS, make_heldout_folder
+from datamind_ext.recipes.runner import Recipe, run_recipe, stage_rl, stage_synth
 from datamind_ext.recipes.summary import rl_steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +29,7 @@ def test_dry_run_prints_every_stage_as_its_upstream_command(tmp_path: Path) -> N
     assert "datamind-ext tiny-model --preset quickstart" in text
     assert f"datamind-ext synth all --config {QUICKSTART / 'synth.yaml'}" in text
     assert f"datamind-ext sft {QUICKSTART / 'sft.yaml'}" in text
+    assert f"llamafactory-cli train {tmp_path / 'run' / 'sft' / 'llamafactory_train.yaml'}" in text
     assert f"python -m verl.trainer.main_ppo --config-path={QUICKSTART} --config-name=rl" in text
     assert "DATAMIND_VERL_CPU=1 VERL_PLATFORM=cpu" in text  # the CPU opt-ins travel with the printed command
     assert "datamind-ext eval synth" in text and "python -m datamind_ext.generation.server" in text
@@ -72,24 +69,34 @@ def test_marker_skips_only_with_same_hash_and_outputs(tmp_path: Path) -> None:
 
 
 def test_heldout_tables_fresh_values_and_unseen_names(tmp_path: Path) -> None:
+    from datamind_ext.synthesis.profile import TableProfile, find_data_files, profile_file, read_table
+
+    def tables(folder: Path) -> dict[str, list[TableProfile]]:
+        return {f.name: [p for p in profile_file(f) if isinstance(p, TableProfile)] for f in find_data_files(folder)}
+
+    source = {name: profs for name, profs in tables(SAMPLES).items() if profs}
     fresh = make_heldout_folder(SAMPLES, tmp_path / "fresh", "fresh_tables", seed=1)
     unseen = make_heldout_folder(SAMPLES, tmp_path / "unseen", "unseen_names", seed=1)
-    assert len(fresh) == len(unseen) >= 5
+    assert len(fresh) == len(unseen) == len(source) >= 10
+    # fresh tables: same file names, formats, sheets/tables, columns and load code; new values
+    for name, profs in tables(tmp_path / "fresh").items():
+        assert [(p.format, p.table, [c.name for c in p.columns]) for p in profs] == \
+            [(p.format, p.table, [c.name for c in p.columns]) for p in source[name]], name
+        for new, old in zip(profs, source[name], strict=True):  # the training load code reads the new file
+            assert read_table(old, tmp_path / "fresh" / name).equals(read_table(new))
+            assert len(read_table(new)) == len(read_table(old))
     src = pd.read_csv(SAMPLES / "retail_sales.csv")
-    new = pd.read_csv(tmp_path / "fresh" / "retail_sales.csv")
-    assert list(new.columns) == list(src.columns) and len(new) == len(src)
-    assert not new.equals(src)
-    train_names = set()
-    for f in SAMPLES.iterdir():
-        if f.suffix in TABLE_SUFFIXES:
-            try:
-                train_names |= {str(c).lower() for c in _read(f).columns}
-            except Exception:  # noqa: BLE001, S112 (the corrupt sample)
-                continue
+    assert not pd.read_csv(tmp_path / "fresh" / "retail_sales.csv").equals(src)
+    # unseen names: same formats, every file, sheet, table and column name new
+    train_names = {c.name.lower() for profs in source.values() for p in profs for c in p.columns}
+    train_names |= {str(p.table).lower() for profs in source.values() for p in profs}
+    assert sorted(f.suffix for f in unseen) == sorted(Path(n).suffix for n in source)
     for f in unseen:
-        cols = pd.read_csv(f, nrows=1).columns
-        assert not {c.lower() for c in cols} & train_names
-        assert f.stem.lower() not in {p.stem.lower() for p in SAMPLES.iterdir()}
+        assert f.stem.lower() not in {Path(n).stem.lower() for n in source}
+        for p in profile_file(f):
+            assert isinstance(p, TableProfile), p
+            assert not {c.name.lower() for c in p.columns} & train_names
+            assert str(p.table).lower() not in train_names or p.table is None
     assert not {w.lower() for w in UNSEEN_WORDS} & train_names
 
 
@@ -111,7 +118,7 @@ def test_synth_benchmark_loads_and_scores_the_rl_parquet(tmp_path: Path) -> None
 
     data = tmp_path / "d.csv"
     data.write_text("a\n1\n")
-    rows = [{"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": f"Q{i}?"}],
+    rows = [{"prompt": [{"role": "system", "content": f"s{i}"}, {"role": "user", "content": f"Q{i}?"}],
              "data_source": "datamind_synth", "ability": "data", "reward_model": {"ground_truth": str(10 * i), "style": "rule"},
              "extra_info": {"task_id": f"t{i}", "files": [str(data)], "category": "counting", "difficulty_label": "easy"},
              "agent_name": "datamind_code_agent"} for i in range(3)]
@@ -121,6 +128,7 @@ def test_synth_benchmark_loads_and_scores_the_rl_parquet(tmp_path: Path) -> None
     items = bench.load(tmp_path)
     assert [it.question for it in items] == ["Q0?", "Q1?", "Q2?"] and items[2].gold == {"answer": "20"}
     assert items[1].categories == {"category": "counting", "difficulty": "easy"}
+    assert [it.system for it in items] == ["s0", "s1", "s2"]  # asked with the prompt it was synthesized with
     ctx = ScoringContext(work_dir=tmp_path)
     good = asyncio.run(bench.score(items[2], Response(item_id="t2", text="<answer>20.1</answer>"), ctx))
     bad = asyncio.run(bench.score(items[2], Response(item_id="t2", text="<answer>25</answer>"), ctx))
@@ -131,6 +139,29 @@ def test_synth_benchmark_loads_and_scores_the_rl_parquet(tmp_path: Path) -> None
 def test_cli_run_missing_recipe_is_a_one_line_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["run", str(tmp_path / "nope")]) == 2
     assert "no recipe.yaml" in capsys.readouterr().err
+
+
+def test_heldout_seed_of_a_training_copy_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (QUICKSTART / "recipe.yaml").read_text().replace("tasks_per_table: 6, seed: 1}", "tasks_per_table: 6, seed: 1003}")
+    (tmp_path / "recipe.yaml").write_text(text)
+    assert cli_main(["run", str(tmp_path), "--dry-run"]) == 2
+    assert "familiar_names use a seed of a training copy (1001..1019)" in capsys.readouterr().err
+
+
+def test_training_copies_are_synthesized_beside_the_data(tmp_path: Path) -> None:
+    """``train_variants``: the data plus resampled copies in one folder, which synthesis reads."""
+    spec = yaml.safe_load((QUICKSTART / "recipe.yaml").read_text())
+    spec["synth"] |= {"config": str(QUICKSTART / "synth.yaml"), "train_variants": 2, "heldout": []}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(spec))
+    r = Recipe(tmp_path, run_dir=tmp_path / "run", log=lambda _: None)
+    *_, shown, run = stage_synth(r)
+    assert f"--data {tmp_path / 'run' / 'synth' / 'data'} " in shown[0]
+    r.execute = lambda cmd: None  # the folders only; synthesis itself is tested elsewhere
+    run()
+    data = tmp_path / "run" / "synth" / "data"
+    assert sorted(p.name for p in data.iterdir()) == ["original", "variant_1", "variant_2"]
+    one, two = (pd.read_csv(data / v / "retail_sales.csv") for v in ("variant_1", "variant_2"))
+    assert list(one.columns) == list(two.columns) and not one.equals(two)
 
 
 def test_unknown_recipe_key_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

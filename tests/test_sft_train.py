@@ -73,6 +73,17 @@ def test_sft_trains_and_loss_decreases(ce_run):
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
 
 
+def test_plain_llamafactory_config_is_written_for_rerunning_by_hand(ce_run):
+    """The written config holds LLaMA-Factory keys only and its own parser accepts it."""
+    from llamafactory.hparams import get_train_args
+
+    cfg = yaml.safe_load((ce_run / "llamafactory_train.yaml").read_text())
+    assert "datamind" not in cfg and cfg["dataset"] == "datamind"
+    assert Path(cfg["dataset_dir"]) == ce_run / "datamind_dataset"
+    model_args, data_args, training_args, *_ = get_train_args(cfg)
+    assert data_args.dataset == ["datamind"] and training_args.output_dir == str(ce_run)
+
+
 def test_sft_reports_skipped_and_dropped_trajectories(ce_run):
     report = json.loads((ce_run / "datamind_dataset" / "export_report.json").read_text())
     assert report["n_input"] == 10 and report["n_written"] == 8
@@ -117,6 +128,15 @@ def test_dft_loss_is_installed_through_the_callback(tmp_path, tiny_model_path, t
     dft, ce = _losses(tmp_path / "out"), _losses(ce_run)
     # Same data, seed and initial model: dft weights each token's NLL by p ≈ 1/vocab on a random model.
     assert 0 < dft[0] < 0.05 * ce[0]
+
+
+def test_time_budget_stops_training_early_and_says_so(tmp_path, tiny_model_path, trajectories, capsys):
+    cfg = _config(tmp_path, tiny_model_path, trajectories, max_steps=50, max_train_s=0.001)
+    assert main(["sft", str(_write(tmp_path, cfg))]) == 0
+    report = json.loads((tmp_path / "out" / "time_budget.json").read_text())
+    assert report["stopped_early"] and report["steps_done"] == 1 and report["max_steps"] == 50
+    assert len(_losses(tmp_path / "out")) == 1 and (tmp_path / "out" / "config.json").is_file()
+    assert "time budget of 0 s reached at step 1/50" in capsys.readouterr().out
 
 
 def test_bad_configs_are_one_line_user_errors(tmp_path, tiny_model_path, trajectories, capsys):

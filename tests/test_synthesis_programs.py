@@ -115,3 +115,53 @@ def test_failing_program_is_rejected_with_reason(profiles: list[TableProfile], r
     (g1, why1), (g2, why2) = run_in_pool(run)
     assert g1 is None and why1.startswith("program_error:") and "NameError" in why1
     assert g2 is None and why2 == "degenerate_answer:nan"
+
+
+def test_direct_style_and_ops_filter(profiles: list[TableProfile]) -> None:
+    allowed = ["mean", "count_above", "group_mean", "top_label", "filter_category"]
+    specs = [s for p in profiles for s in make_task_specs(p, 12, seed=0, min_depth=1, max_depth=2, ops=allowed,
+                                                          style="direct")]
+    assert len(specs) > 50
+    assert {link["op"] for s in specs for link in s.chain} <= set(allowed)
+    assert {s.depth for s in specs} == {1, 2}
+    for s in specs:
+        (cell,) = s.cells  # one cell: load, every step, one print of the answer
+        assert cell.code.startswith(s.load_code) and s.load_code.startswith("import pandas as pd\n")
+        assert sum(line.startswith("print(") for line in cell.code.splitlines()) == 1
+        assert cell.think.startswith(f"I load {s.table_label}.")
+
+
+def test_unknown_op_names_are_rejected_by_name() -> None:
+    from datamind_ext.errors import UserError
+    from datamind_ext.synthesis.config import SynthConfig
+    from datamind_ext.config import parse_config
+
+    with pytest.raises(UserError, match="unknown operation.*nosuch_op"):
+        parse_config(SynthConfig, {"ops": ["mean", "nosuch_op"]}, "synth.yaml")
+    assert parse_config(SynthConfig, {"ops": ["mean"]}, "synth.yaml").ops == ["mean"]
+
+
+def test_direct_programs_verified_in_one_session_match_single_runs(profiles: list[TableProfile], run_in_pool,
+                                                                    tmp_path: Path) -> None:
+    """The batch path shares the table load between programs; it must print what a lone run prints,
+    and the expert trajectory uses the given system prompt template."""
+    from datamind_ext.synthesis.expert import ground_truths
+
+    prof = next(p for p in profiles if p.label == "retail_sales.csv")
+    specs = make_task_specs(prof, 6, seed=2, min_depth=1, max_depth=2, style="direct",
+                            ops=["mean", "nunique", "group_mean", "top_label", "filter_category", "row_count"])
+    template = tmp_path / "prompt.md"
+    template.write_text("Short prompt {max_turns} turns. {not_a_placeholder}\nFiles:\n{file_list}\n")
+
+    async def run(ex) -> tuple:
+        batch = await ground_truths(specs, ex)
+        single = [await ground_truth(s, ex) for s in specs]
+        traj, why = await expert_trajectory(specs[0], batch[0][0], ex, system_template=str(template))
+        return batch, single, traj, why
+
+    batch, single, traj, why = run_in_pool(run)
+    assert batch == single and all(gold is not None for gold, _ in batch)
+    assert traj is not None, why
+    assert traj.messages[0].content == "Short prompt 10 turns. {not_a_placeholder}\nFiles:\n- retail_sales.csv"
+    assert [m.role for m in traj.messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert traj.final_answer == batch[0][0]

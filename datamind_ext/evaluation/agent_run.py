@@ -85,7 +85,7 @@ class AgentGenerator:
         if item.database:
             files.append(item.database)
         messages = with_system_prompt(
-            [{"role": "user", "content": item.question}], files, max_turns=self.budgets.max_turns
+            [{"role": "user", "content": item.question}], files, max_turns=self.budgets.max_turns, system=item.system
         )
         episode = await run_chat_episode(
             self.base_url,

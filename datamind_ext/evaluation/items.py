@@ -30,6 +30,9 @@ class EvalItem(BaseModel):
         default_factory=dict, description="files written into the agent's workspace: name -> text (inline tables)"
     )
     database: str | None = Field(default=None, description="absolute path of the sqlite database (SQL items)")
+    system: str | None = Field(
+        default=None, description="the system prompt to ask with (synthesized sets keep the one they were made "
+        "with); None: the project's default prompt for the item's files")
     meta: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -3,20 +3,28 @@
 Why: a checkpoint evaluated on the tasks it trained on measures memorisation. The quickstart
 evaluates on tasks synthesized over *new tables* built from the sample files:
 
-* ``fresh_tables``: same file and column names as training, new values (rows resampled with
-  replacement, numeric columns jittered), so every answer differs from the training answers;
-* ``unseen_names``: the same kind of new values, with every file and column renamed to a word
-  that never occurs in the training data (the tiny-model note shows this is where a
-  few-minute SFT stops generalising; the recipe reports it as measured).
+* ``fresh_tables``: every file keeps its name, format and read options (separator, encoding,
+  sheet and table names), with new values (rows resampled with replacement, numeric columns
+  jittered), so every answer differs from the training answers but the code that loads a file is
+  the one training taught;
+* ``unseen_names``: the same kind of new values and the same formats, with every file, sheet,
+  table and column renamed to a word that never occurs in the training data (the tiny-model note
+  shows this is where a few-minute SFT stops generalising; the recipe reports it as measured).
 
-Only flat tables (csv, tsv, xlsx, json, jsonl, parquet) are used; databases are skipped.
+Tables are read the way synthesis reads them (its profiler and load code), so a file synthesis
+cannot read is skipped here too.
 """
 
 from __future__ import annotations
 
 import random
+import sqlite3
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import pandas as pd
+
+from datamind_ext.synthesis.profile import TableProfile, find_data_files, profile_file, read_table
 
 HeldoutKind = Literal["fresh_tables", "unseen_names"]
 
@@ -26,29 +34,9 @@ UNSEEN_WORDS = (
     "lunder", "brisp", "coltran", "hasket", "jorvin", "keltis", "mordal", "nuvex", "plimsy", "rastok",
     "sevrin", "tolbek", "umbrin", "wexley", "yarrow_z", "zenthic", "ablix", "corvane", "dunmore_x", "eskel",
 )
-TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx", ".json", ".jsonl", ".parquet")
 
 
-def _read(path: Path):
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        sep = "\t" if suffix == ".tsv" else None  # None: sniffed (some samples use ';')
-        try:
-            return pd.read_csv(path, sep=sep, engine="python")
-        except UnicodeDecodeError:  # the samples include a latin-1 file, as real exports do
-            return pd.read_csv(path, sep=sep, engine="python", encoding="latin-1")
-    if suffix == ".xlsx":
-        return pd.read_excel(path)
-    if suffix == ".json":
-        return pd.read_json(path)
-    if suffix == ".jsonl":
-        return pd.read_json(path, lines=True)
-    return pd.read_parquet(path)
-
-
-def _resample(df, rng: random.Random):
+def _resample(df: pd.DataFrame, rng: random.Random) -> pd.DataFrame:
     """New rows drawn with replacement; numeric values jittered by up to ±20 % (integers stay integers)."""
     import numpy as np
 
@@ -64,31 +52,68 @@ def _resample(df, rng: random.Random):
     return out
 
 
+class _Namer:
+    """Fresh words for files, sheets and columns (unseen_names), never the same word twice in a row."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.words = list(UNSEEN_WORDS)
+        rng.shuffle(self.words)
+        self.i = 0
+
+    def __call__(self, suffix: int | str) -> str:
+        word = self.words[self.i % len(self.words)]
+        self.i += 1
+        return f"{word}_{suffix}"
+
+
+def _write(path: Path, fmt: str, read: dict[str, Any], tables: dict[str | None, pd.DataFrame]) -> None:
+    """Write ``tables`` in ``fmt`` with the source's read options (so the same load code reads them)."""
+    if fmt in ("csv", "tsv"):
+        (df,) = tables.values()
+        df.to_csv(path, sep=read.get("sep", "\t" if fmt == "tsv" else ","), encoding=read.get("encoding", "utf-8"),
+                  index=False)
+    elif fmt == "xlsx":
+        with pd.ExcelWriter(path) as xw:
+            for sheet, df in tables.items():
+                df.to_excel(xw, sheet_name=str(sheet), index=False)
+    elif fmt == "parquet":
+        (df,) = tables.values()
+        df.to_parquet(path, index=False)
+    elif fmt in ("json", "jsonl"):
+        (df,) = tables.values()
+        df.to_json(path, orient="records", lines=fmt == "jsonl", force_ascii=False)
+    else:  # sqlite
+        with sqlite3.connect(path) as con:
+            for name, df in tables.items():
+                df.to_sql(str(name), con, index=False)
+        con.close()
+
+
 def make_heldout_folder(src_dir: Path, dst_dir: Path, kind: HeldoutKind, *, seed: int = 0) -> list[Path]:
-    """Write the held-out tables of ``kind`` for every readable flat table in ``src_dir``.
+    """Write the held-out files of ``kind`` for every readable data file in ``src_dir``.
 
     Returns the files written. Unreadable files (the samples include a deliberately corrupt one)
     are skipped, as synthesis skips them.
     """
     rng = random.Random(f"{seed}:{kind}")
-    words = list(UNSEEN_WORDS)
-    rng.shuffle(words)
+    name = _Namer(rng)
     dst_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for src in sorted(p for p in src_dir.iterdir() if p.suffix.lower() in TABLE_SUFFIXES):
-        try:
-            df = _read(src)
-        except Exception:  # noqa: BLE001, S112 (a corrupt sample file is skipped, like synthesis does)
+    for src in find_data_files(src_dir):
+        profiles = [p for p in profile_file(src) if isinstance(p, TableProfile)]
+        tables: dict[str | None, pd.DataFrame] = {}
+        for prof in profiles:
+            df = _resample(read_table(prof), rng)
+            if df.empty:
+                continue
+            if kind == "unseen_names":
+                df.columns = [name(i) for i in range(len(df.columns))]
+            table = name("t") if kind == "unseen_names" and prof.table is not None else prof.table
+            tables[table] = df
+        if not tables:
             continue
-        if df.empty:
-            continue
-        df = _resample(df, rng)
-        name = src.stem
-        if kind == "unseen_names":
-            start = len(written) * 7
-            df.columns = [f"{words[(start + i) % len(words)]}_{i}" for i in range(len(df.columns))]
-            name = f"table_{len(written)}_{words[len(written) % len(words)]}"
-        dst = dst_dir / f"{name}.csv"
-        df.to_csv(dst, index=False)
+        stem = f"table_{len(written)}_{name('f')}" if kind == "unseen_names" else src.stem
+        dst = dst_dir / f"{stem}{src.suffix}"
+        _write(dst, profiles[0].format, profiles[0].read, tables)
         written.append(dst)
     return written

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from datamind_ext.errors import UserError
-from datamind_ext.recipes.spec import STAGES, RecipeSpec, load_recipe
+from datamind_ext.recipes.spec import STAGES, TRAIN_VARIANT_SEED, RecipeSpec, load_recipe
+from datamind_ext.sft.config import LLAMAFACTORY_CONFIG
 
 
 @dataclass
@@ -186,7 +188,9 @@ def stage_synth(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[
     s = r.spec.synth
     cfg = r.cfg(s.config)
     data = Path(s.data).resolve()
-    cmds = [Command(_cli("synth", "all", "--config", str(cfg), "--data", str(data), "--out", str(r.synth_dir)),
+    # with variants, synthesis reads a folder holding the data and its resampled copies
+    train_data = r.run_dir / "synth" / "data" if s.train_variants else data
+    cmds = [Command(_cli("synth", "all", "--config", str(cfg), "--data", str(train_data), "--out", str(r.synth_dir)),
                     r.synth_dir / "log.txt")]
     for h in s.heldout:
         d = r.heldout_dir(h.name)
@@ -199,6 +203,12 @@ def stage_synth(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[
     def run() -> None:
         if not data.is_dir():
             raise UserError(f"synth.data: not a folder: {data}")
+        if s.train_variants:
+            shutil.rmtree(train_data, ignore_errors=True)
+            shutil.copytree(data, train_data / "original")
+            for k in range(1, s.train_variants + 1):
+                make_heldout_folder(data, train_data / f"variant_{k}", "fresh_tables", seed=TRAIN_VARIANT_SEED + k)
+            r.log(f"  training data: {data} and {s.train_variants} resampled copies in {train_data}")
         r.execute(cmds[0])
         for h, cmd in zip(s.heldout, cmds[1:], strict=True):
             written = make_heldout_folder(data, r.heldout_dir(h.name) / "data", h.kind, seed=h.seed)
@@ -216,7 +226,13 @@ def stage_sft(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[]
     cmd = Command(_cli("sft", str(cfg), f"model_name_or_path={model}", f"output_dir={r.sft_dir}",
                        f"datamind.trajectories=[{kept}]", *s.overrides), r.run_dir / "logs" / "sft.txt")
     outputs = [r.sft_dir / "config.json", r.sft_dir / "trainer_log.jsonl"]
-    return [cfg], outputs, [cmd.shown()], lambda: r.execute(cmd)
+    by_hand = f"llamafactory-cli train {r.sft_dir / LLAMAFACTORY_CONFIG}   # the same training, once the command above exported the data"
+
+    def run() -> None:
+        r.execute(cmd)
+        r.log(f"  by hand: {by_hand}")
+
+    return [cfg], outputs, [cmd.shown(), by_hand], run
 
 
 def rl_command(r: Recipe) -> Command:

@@ -18,6 +18,8 @@ from datamind_ext.config import StrictModel, load_config
 
 STAGES: tuple[str, ...] = ("model", "synth", "sft", "rl", "eval")
 CHECKPOINTS: tuple[str, ...] = ("base", "sft", "rl")
+#: seeds of the resampled training copies (``synth.train_variants``) are this plus 1, 2, ...
+TRAIN_VARIANT_SEED = 1000
 
 
 class ModelSpec(StrictModel):
@@ -45,7 +47,21 @@ class HeldoutSpec(StrictModel):
 class SynthSpec(StrictModel):
     config: str = Field(description="SynthConfig yaml, relative to the recipe folder")
     data: str = Field("data/samples/files", description="folder of training data files")
+    train_variants: int = Field(
+        0, ge=0, le=50, description="also synthesize over this many resampled copies of the data files (same names "
+        "and formats, new values): the same question then has different answers across trajectories, so a model "
+        "must read them from the interpreter instead of remembering them (a tiny model otherwise remembers)")
     heldout: list[HeldoutSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _heldout_differs_from_training(self) -> SynthSpec:
+        """A held-out set made with a training copy's seed would be that copy: training data."""
+        clash = [h.name for h in self.heldout if h.kind == "fresh_tables"
+                 and TRAIN_VARIANT_SEED < h.seed <= TRAIN_VARIANT_SEED + self.train_variants]
+        if clash:
+            raise ValueError(f"held-out set(s) {', '.join(clash)} use a seed of a training copy "
+                             f"({TRAIN_VARIANT_SEED + 1}..{TRAIN_VARIANT_SEED + self.train_variants}); pick another seed")
+        return self
 
 
 class SftSpec(StrictModel):

@@ -63,6 +63,14 @@ def sft_losses(sft_dir: Path) -> list[tuple[int, float]]:
     return out
 
 
+def sft_time_budget(sft_dir: Path) -> dict[str, Any] | None:
+    """The SFT stage's time-budget report (``datamind.max_train_s``), if it had one."""
+    from datamind_ext.sft.config import TIME_BUDGET_FILE
+
+    path = sft_dir / TIME_BUDGET_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def categories(parquet: Path) -> Counter[str]:
     import pandas as pd
 
@@ -170,6 +178,10 @@ def write_summary(r: Recipe, results: list[StageResult], *, log: Callable[[str],
     md += ["", "## SFT (LLaMA-Factory)", ""]
     md.append(f"loss first {_fmt(sft[0][1])} (step {sft[0][0]}), last {_fmt(sft[-1][1])} (step {sft[-1][0]})"
               if sft else "no SFT loss logged")
+    budget = sft_time_budget(r.sft_dir)
+    if budget and budget["stopped_early"]:
+        md.append(f"(stopped by its time budget of {budget['max_train_s']:.0f} s after {budget['steps_done']} of "
+                  f"{budget['max_steps']} steps: this machine trained slower than the recipe was sized for)")
     md += ["", "## RL (verl main_ppo)", "", "| step | reward mean | γ | sft_loss | pg_loss | void rate |", "|---|---|---|---|---|---|"]
     for s in steps:
         md.append(f"| {int(s['step'])} | " + " | ".join(_fmt(pick(s, RL_COLUMNS[k])) for k in
@@ -198,6 +210,7 @@ def write_summary(r: Recipe, results: list[StageResult], *, log: Callable[[str],
     summary = {"recipe": r.spec.name, "run_dir": str(run_dir),
                "stages": [s.__dict__ for s in results], "tasks_by_category": {"train": dict(train_cats), **{h: dict(v) for h, v in held_cats.items()}},
                "sft_loss": {"first": sft[0][1], "last": sft[-1][1], "steps": sft[-1][0]} if sft else None,
+               "sft_time_budget": budget,
                "rl_steps": [{k: pick(s, RL_COLUMNS[k]) for k in RL_COLUMNS} | {"step": int(s["step"])} for s in steps],
                "eval": evals, "plots": [str(p) for p in plots]}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -16,6 +16,11 @@ from datamind_ext.config import StrictModel, parse_config
 from datamind_ext.errors import UserError
 
 BLOCK_KEY = "datamind"
+#: written to the output folder when ``max_train_s`` is set (by the LLaMA-Factory time-budget callback)
+TIME_BUDGET_FILE = "time_budget.json"
+#: written to the output folder: the run's LLaMA-Factory keys with the exported dataset, which
+#: ``llamafactory-cli train`` runs as is
+LLAMAFACTORY_CONFIG = "llamafactory_train.yaml"
 #: SFT loss variants: LLaMA-Factory's own cross-entropy, or a token weighting of
 #: :func:`datamind_ext.losses.weighted_nll` (the same functions as the RL stage's SFT term).
 SFTLoss = Literal["ce", "chord_phi", "dft"]
@@ -39,6 +44,9 @@ class DatamindSFTConfig(StrictModel):
         None, gt=0, description="shorten longer interpreter observations (head + tail kept) before the length filter"
     )
     min_trajectories: int = Field(1, ge=1, description="fail if fewer trajectories survive the checks")
+    max_train_s: float | None = Field(
+        None, gt=0, description="stop training after this many seconds (max_steps still sets the LR schedule); "
+        "the stop is logged and written to <output_dir>/time_budget.json")
     template_check_rows: int = Field(
         16, ge=0, description="rows rendered by both LLaMA-Factory's template and the model's chat template, "
         "which must agree token for token before training starts (0 = skip)"

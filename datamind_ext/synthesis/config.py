@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from datamind_ext.config import StrictModel
 
@@ -42,6 +42,13 @@ class SynthConfig(StrictModel):
     llm_tasks_per_table: int = Field(2, ge=0)
     min_depth: int = Field(1, ge=1, le=5)
     max_depth: int = Field(5, ge=1, le=5)
+    ops: list[str] | None = Field(
+        None, description="programmatic operations a chain may use (default: all; names in synthesis/programs.py OPS)")
+    expert_style: Literal["inspect_first", "direct"] = Field(
+        "inspect_first", description="inspect_first: a first cell prints the table's shape and head, then one cell per "
+        "step; direct: one cell loads the table and runs every step (short trajectories, for tiny models)")
+    system_prompt: str | None = Field(
+        None, description="system prompt template file ({file_list}, {max_turns}); default data/prompts/system_files.md")
     samples_per_task: int = Field(3, ge=1, description="N trajectories sampled per LLM task")
     max_turns: int = Field(10, ge=1)
     critique_rounds: int = Field(1, ge=0, description="critique-and-resample rounds for inconsistent tasks")
@@ -52,3 +59,16 @@ class SynthConfig(StrictModel):
     tokenizer: str | None = Field(None, description="tokenizer folder for token counts in the card and SFT length filter")
     max_tokens: int | None = Field(None, description="drop trajectories longer than this many tokens at export")
     dataset_name: str = "datamind_synth"
+
+    @field_validator("ops")
+    @classmethod
+    def _known_ops(cls, ops: list[str] | None) -> list[str] | None:
+        from datamind_ext.synthesis.programs import OPS
+
+        known = [o.name for o in OPS]
+        unknown = [o for o in ops or [] if o not in known]
+        if unknown:
+            raise ValueError(f"unknown operation(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        if ops is not None and not ops:
+            raise ValueError("ops: give at least one operation, or leave it unset for all")
+        return ops

@@ -13,6 +13,7 @@ import math
 import textwrap
 from pathlib import Path
 
+from datamind_ext.agent.prompts import system_prompt
 from datamind_ext.protocol import (
     Message,
     Trajectory,
@@ -22,7 +23,6 @@ from datamind_ext.protocol import (
 from datamind_ext.protocol.observation import ExecutionLike
 from datamind_ext.synthesis.execute import Executor
 from datamind_ext.synthesis.programs import TaskSpec
-from datamind_ext.synthesis.prompts import system_prompt
 from datamind_ext.synthesis.store import content_key
 
 #: printed values that mean the program computed nothing usable
@@ -62,21 +62,24 @@ def abs_files(files: list[str], data_root: str | Path | None) -> list[str]:
 def isolated_program(spec: TaskSpec, preloaded: bool = False) -> str:
     """The whole program as one cell whose variables stay local to a function, so several
     programs can run in one session without seeing each other's results. With ``preloaded`` the
-    program's first cell (loading the table) is replaced by a copy of the table the session
-    already loaded with that very cell (the expert replay still runs the full program fresh)."""
-    cells = [c.code for c in spec.cells]
+    program's opening load lines are replaced by a copy of the table the session already loaded
+    with those very lines (the expert replay still runs the full program fresh)."""
+    code = "\n".join(c.code for c in spec.cells)
     if preloaded:
-        cells = ["import pandas as pd", f"df = _loaded_tables[{cells[0]!r}].copy()", *cells[1:]]
-    body = textwrap.indent("\n".join(cells), "    ")
+        code = f"import pandas as pd\ndf = _loaded_tables[{spec.load_code!r}].copy()\n" + code[len(spec.load_code):]
+    body = textwrap.indent(code, "    ")
     return f"def _task_program():\n{body}\n\n_task_program()\ndel _task_program"
 
 
 def load_cell(spec: TaskSpec) -> str:
-    """Run a program's first cell once and keep its table for the programs that share it."""
-    first = spec.cells[0].code
-    body = textwrap.indent(f"{first}\nreturn df", "    ")
+    """Run a program's load lines once and keep its table for the programs that share them."""
+    body = textwrap.indent(f"{spec.load_code}\nreturn df", "    ")
     return (f"def _load():\n{body}\n\nif '_loaded_tables' not in globals():\n    _loaded_tables = {{}}\n"
-            f"_loaded_tables[{first!r}] = _load()\ndel _load")
+            f"_loaded_tables[{spec.load_code!r}] = _load()\ndel _load")
+
+
+def _shares_load(spec: TaskSpec) -> bool:
+    return bool(spec.load_code) and bool(spec.cells) and spec.cells[0].code.startswith(spec.load_code)
 
 
 def _judge_run(res: ExecutionLike) -> tuple[str | None, str | None]:
@@ -96,12 +99,13 @@ async def ground_truths(specs: list[TaskSpec], executor: Executor, data_root: st
     loaded: set[str] = set()
     async with executor.session(files) as sess:
         for spec in specs:
-            first = spec.cells[0].code if spec.cells else ""
-            if first not in loaded and len(specs) > 1:
+            shared = _shares_load(spec) and len(specs) > 1
+            if shared and spec.load_code not in loaded:
                 res = await sess.run(load_cell(spec))
                 if res.ok:
-                    loaded.add(first)
-            out.append(_judge_run(await sess.run(isolated_program(spec, preloaded=first in loaded))))
+                    loaded.add(spec.load_code)
+            preloaded = shared and spec.load_code in loaded
+            out.append(_judge_run(await sess.run(isolated_program(spec, preloaded=preloaded))))
     return out
 
 
@@ -115,13 +119,21 @@ def assistant_code_turn(think: str, code: str) -> Message:
 
 
 def assistant_answer_turn(answer: str) -> Message:
-    return Message(role="assistant", content=f"<think>The last output gives the result: {answer}.</think>\n<answer>{answer}</answer>")
+    """The expert's last turn. The value is written once, inside ``<answer>``, exactly as printed:
+    restating it in the think (" 39.16.") would tokenize its first digits differently from the
+    printed line ("39.16"), and a small model then has to learn a mapping instead of a copy."""
+    return Message(role="assistant", content=f"<think>The last output answers the question.</think>\n<answer>{answer}</answer>")
 
 
 async def expert_trajectory(spec: TaskSpec, gold: str, executor: Executor, data_root: str | Path | None = None,
-                            max_obs_chars: int = 2048) -> tuple[Trajectory | None, str | None]:
-    """Replay the program cell by cell; return (trajectory, None) or (None, reason)."""
-    messages = [Message(role="system", content=system_prompt(spec.files)), Message(role="user", content=spec.question)]
+                            max_obs_chars: int = 2048, system_template: str | None = None,
+                            ) -> tuple[Trajectory | None, str | None]:
+    """Replay the program cell by cell; return (trajectory, None) or (None, reason).
+
+    The system prompt is the files prompt (programs read databases with python too), from
+    ``system_template`` when given."""
+    system = system_prompt(spec.files, template=system_template, kind="files")
+    messages = [Message(role="system", content=system), Message(role="user", content=spec.question)]
     last_output = ""
     async with executor.session(abs_files(spec.files, data_root)) as s:
         for i, cell in enumerate(spec.cells):

@@ -28,18 +28,14 @@ from typing import Any
 from datamind_ext.agent.chat import restore_stop
 from datamind_ext.agent.config import AgentBudgets
 from datamind_ext.agent.loop import EpisodeView, TurnLoop, TurnOutput
+from datamind_ext.agent.prompts import system_prompt
 from datamind_ext.protocol import TURN_STOPS, Message, Trajectory
 from datamind_ext.synthesis.config import SynthConfig
 from datamind_ext.synthesis.execute import close_shared_executor, shared_executor
 from datamind_ext.synthesis.filters import answers_agree
 from datamind_ext.synthesis.llm_client import LLMClient, LLMError, TokenLedger
 from datamind_ext.synthesis.programs import TaskSpec, _difficulty
-from datamind_ext.synthesis.prompts import (
-    critique_text,
-    generator_prompt,
-    judge_prompt,
-    system_prompt,
-)
+from datamind_ext.synthesis.prompts import critique_text, generator_prompt, judge_prompt
 from datamind_ext.synthesis.runner import map_unordered, progress
 from datamind_ext.synthesis.store import JsonlStore, content_key
 from datamind_ext.synthesis.taxonomy import load_taxonomy, workflow_hint
@@ -163,8 +159,9 @@ async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient,
     (the local backend stores it at once)."""
     spec = TaskSpec(**task["spec"])
     files = [str(Path(f).resolve()) for f in spec.files]
-    plain_system = system_prompt(spec.files, cfg.max_turns)
-    hinted_system = system_prompt(spec.files, cfg.max_turns, knowledge=workflow_hint(spec.category))
+    plain_system = system_prompt(spec.files, max_turns=cfg.max_turns, template=cfg.system_prompt, kind="files")
+    hinted_system = system_prompt(spec.files, max_turns=cfg.max_turns, template=cfg.system_prompt, kind="files",
+                                  knowledge=workflow_hint(spec.category))
     # the cell time limit is the interpreter's (the executor's timeout_s)
     budgets = AgentBudgets(max_turns=cfg.max_turns, max_tokens_per_turn=cfg.llm.max_tokens,
                            max_response_tokens=cfg.max_turns * cfg.llm.max_tokens, max_observation_chars=cfg.max_obs_chars)

@@ -129,7 +129,8 @@ def programmatic_specs(cfg: SynthConfig) -> list[TaskSpec]:
     for p in profiles:
         if p.n_rows > cfg.max_task_rows or p.n_rows < 2:
             continue
-        specs += make_task_specs(p, cfg.tasks_per_table, cfg.seed, cfg.min_depth, cfg.max_depth)
+        specs += make_task_specs(p, cfg.tasks_per_table, cfg.seed, cfg.min_depth, cfg.max_depth, ops=cfg.ops,
+                                 style=cfg.expert_style)
     return specs
 
 
@@ -191,7 +192,7 @@ async def _expert_one(item: dict[str, Any]) -> dict[str, Any]:
     spec = TaskSpec(**item["spec"])
     try:
         traj, why = await expert_trajectory(spec, item["gold"], shared_executor(**item["exec"]), item["data_root"],
-                                            item["max_obs_chars"])
+                                            item["max_obs_chars"], system_template=item["system_prompt"])
     except Exception as err:  # noqa: BLE001 — not stored, retried on the next run
         return {"key": item["key"], "status": "error", "reason": f"{type(err).__name__}: {err}"[:300]}
     return {"key": item["key"], "task_key": spec.key, "sampler": "expert", "status": "ok" if traj else "rejected",
@@ -211,7 +212,8 @@ async def run_trajectories(cfg: SynthConfig) -> dict[str, int]:
         key = content_key("expert", t["key"])
         if key not in store:
             items.append({"key": key, "spec": t["spec"], "gold": t["gold"], "exec": _exec_kwargs(cfg),
-                          "data_root": os.getcwd(), "max_obs_chars": cfg.max_obs_chars})
+                          "data_root": os.getcwd(), "max_obs_chars": cfg.max_obs_chars,
+                          "system_prompt": cfg.system_prompt})
     _prepare_backend(cfg)
     try:
         with store, progress(len(items), "trajectories (expert)") as bar:

@@ -49,6 +49,8 @@ class TaskSpec(BaseModel):
     files: list[str]
     answer_kind: Literal["number", "label"] | None = None
     cells: list[Cell] = Field(default_factory=list)
+    load_code: str = Field("", description="the program's opening lines that load the table as `df` (shared by "
+                           "the programs of one table when verifying them; empty: never shared)")
     seed: int
     source: Literal["programmatic", "llm"] = "programmatic"
 
@@ -478,11 +480,17 @@ PROGRAMMATIC_CATEGORIES: frozenset[str] = frozenset(o.category for o in OPS)
 
 
 @cache
-def can_finish(t: ValueType, remaining: int) -> bool:
-    """Whether a chain at type ``t`` can end at a terminal type in exactly ``remaining`` more steps."""
+def can_finish(t: ValueType, remaining: int, ops: tuple[Op, ...] = OPS) -> bool:
+    """Whether a chain at type ``t`` can end at a terminal type in exactly ``remaining`` more
+    steps of ``ops``."""
     if remaining == 0:
         return t in TERMINAL
-    return any(can_finish(o.out, remaining - 1) for o in OPS if o.inp == t)
+    return any(can_finish(o.out, remaining - 1, ops) for o in ops if o.inp == t)
+
+
+def select_ops(names: list[str] | None) -> tuple[Op, ...]:
+    """The operations named (in OPS order), or all of them for ``None``."""
+    return OPS if names is None else tuple(o for o in OPS if o.name in set(names))
 
 
 #: operations whose result is a whole number (no rounding instruction in the question)
@@ -523,13 +531,14 @@ def initial_state(prof: TableProfile) -> State:
     )
 
 
-def compose_chain(prof: TableProfile, depth: int, rng: random.Random, max_tries: int = 30) -> list[Step] | None:
-    """A random chain of exactly ``depth`` applicable operations ending in a number or label."""
+def compose_chain(prof: TableProfile, depth: int, rng: random.Random, max_tries: int = 30,
+                  ops: tuple[Op, ...] = OPS) -> list[Step] | None:
+    """A random chain of exactly ``depth`` applicable ``ops`` ending in a number or label."""
     for _ in range(max_tries):
         s, steps = initial_state(prof), []
         for i in range(depth):
             remaining = depth - i - 1
-            cands = [o for o in OPS if o.inp == s.type and can_finish(o.out, remaining)]
+            cands = [o for o in ops if o.inp == s.type and can_finish(o.out, remaining, ops)]
             rng.shuffle(cands)
             step = None
             for o in cands:
@@ -561,27 +570,54 @@ def question_text(prof: TableProfile, steps: list[Step], rng: random.Random) -> 
     return q
 
 
-def program_cells(prof: TableProfile, steps: list[Step], file_ref: str) -> list[Cell]:
-    """The expert's cells: inspect the table, then one cell per step; the last prints the answer."""
-    head = "import pandas as pd\n" + load_code(prof, file_ref) + "\nprint(df.shape)\nprint(df.head(3))"
+ExpertStyle = Literal["inspect_first", "direct"]
+
+
+def load_program(prof: TableProfile, file_ref: str) -> str:
+    """The lines every program of this table starts with: they load it as ``df``."""
+    return "import pandas as pd\n" + load_code(prof, file_ref)
+
+
+def program_cells(prof: TableProfile, steps: list[Step], file_ref: str, style: ExpertStyle = "inspect_first") -> list[Cell]:
+    """The expert's cells; the last prints the answer.
+
+    ``inspect_first``: a cell loads the table and prints its shape and first rows, then one cell
+    per step (how an analyst meets a new file). ``direct``: one cell loads the table and runs every
+    step, printing only the answer: a trajectory a few times shorter, which is what a tiny model
+    can learn in minutes on a CPU (the quickstart).
+    """
+    load = load_program(prof, file_ref)
+    if style == "direct":
+        # only the last step's print is the answer; the intermediate prints would be noise
+        codes = [st.code if i == len(steps) - 1 else _without_prints(st.code) for i, st in enumerate(steps)]
+        think = " ".join([f"I load {prof.label}.", *(st.think for st in steps)])
+        return [Cell(think=think, code="\n".join([load, *codes]))]
+    head = load + "\nprint(df.shape)\nprint(df.head(3))"
     cells = [Cell(think=f"I start by loading {prof.label} and looking at its size and first rows.", code=head)]
     cells += [Cell(think=st.think, code=st.code) for st in steps]
     return cells
 
 
+def _without_prints(code: str) -> str:
+    return "\n".join(ln for ln in code.splitlines() if not ln.startswith("print("))
+
+
 def make_task_specs(prof: TableProfile, n: int, seed: int, min_depth: int = 1, max_depth: int = 5,
-                    file_ref: str | None = None) -> list[TaskSpec]:
+                    file_ref: str | None = None, *, ops: list[str] | None = None,
+                    style: ExpertStyle = "inspect_first") -> list[TaskSpec]:
     """``n`` candidate tasks for one table, deterministic in (table content, seed)."""
     rng = random.Random(f"{seed}|{prof.key}")
+    allowed = select_ops(ops)
     specs, seen = [], set()
     for i in range(n * 3):
         if len(specs) >= n:
             break
         depth = min_depth + (i % (max_depth - min_depth + 1))
-        steps = compose_chain(prof, depth, rng)
+        steps = compose_chain(prof, depth, rng, ops=allowed)
         if steps is None:
             continue
-        cells = program_cells(prof, steps, file_ref or prof.file_name)
+        file = file_ref or prof.file_name
+        cells = program_cells(prof, steps, file, style)
         sig = tuple(c.code for c in cells)
         if sig in seen:
             continue
@@ -592,6 +628,7 @@ def make_task_specs(prof: TableProfile, n: int, seed: int, min_depth: int = 1, m
         specs.append(TaskSpec(
             key=key, question=question, category=chain_category(steps), chain=chain, depth=depth, difficulty=_difficulty(depth), table_key=prof.key,
             table_label=prof.label, file_format=prof.format, files=[prof.path],
-            answer_kind="label" if steps[-1].state.type == "label" else "number", cells=cells, seed=seed,
+            answer_kind="label" if steps[-1].state.type == "label" else "number", cells=cells,
+            load_code=load_program(prof, file), seed=seed,
         ))
     return specs

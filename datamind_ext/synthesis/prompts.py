@@ -1,34 +1,14 @@
-"""Prompt texts used by synthesis, each built in exactly one function.
+"""Synthesis-only prompt texts (generator, judge, critique), each built in exactly one function.
 
-The trajectory system prompt is the project's shared one (``data/prompts/system_files.md``,
-also used by rollouts and evaluation) so synthesized trajectories train the same contract the
-model is later run with. Generator, judge and critique prompts are synthesis-only.
+The trajectory system prompt is not here: it is the one of :mod:`datamind_ext.agent.prompts`,
+shared with rollouts and evaluation, so synthesized trajectories train the contract the model is
+later run with.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from datamind_ext.synthesis.profile import TableProfile
-from datamind_ext.synthesis.taxonomy import DATA_DIR, Category
-
-SYSTEM_PROMPT_PATH = DATA_DIR / "prompts" / "system_files.md"
-DEFAULT_MAX_TURNS = 10
-
-
-def system_prompt(files: list[str], max_turns: int = DEFAULT_MAX_TURNS, knowledge: str | None = None) -> str:
-    """The shared trajectory system prompt for ``files`` (by the names code reads them with).
-
-    ``knowledge`` (a category workflow) is appended for knowledge-augmented sampling only; the
-    exported training trajectories keep the plain prompt, as the paper trains without it.
-    """
-    template = SYSTEM_PROMPT_PATH.read_text(encoding="utf-8")
-    text = template.replace("{max_turns}", str(max_turns)).replace(
-        "{file_list}", "\n".join(f"- {Path(f).name}" for f in files)
-    )
-    if knowledge:
-        text += f"\n\n# Suggested workflow for this kind of task\n{knowledge}\n"
-    return text.rstrip() + "\n"
+from datamind_ext.synthesis.taxonomy import Category
 
 
 def generator_prompt(profile: TableProfile, category: Category, previous: str | None = None) -> str:

@@ -41,6 +41,12 @@ def _user_question(prompt: Any) -> str:
     raise ValueError("prompt has no user turn")
 
 
+def _system_turn(prompt: Any) -> str | None:
+    """The system prompt the task was synthesized (and trained) with, if the row has one."""
+    first = list(prompt)[0] if len(prompt) else None
+    return str(first["content"]) if first is not None and first["role"] == "system" else None
+
+
 @BENCHMARKS.register("synth")
 class SynthHeldOut(Benchmark):
     name = "synth"
@@ -60,6 +66,7 @@ class SynthHeldOut(Benchmark):
                     benchmark=self.name,
                     item_id=str(extra.get("task_id") or i),
                     question=_user_question(row.prompt),
+                    system=_system_turn(row.prompt),
                     gold={"answer": str(row.reward_model["ground_truth"])},
                     categories={"category": str(extra.get("category", "unknown")),
                                 "difficulty": str(extra.get("difficulty_label", "unknown"))},

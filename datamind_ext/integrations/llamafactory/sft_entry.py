@@ -27,7 +27,7 @@ from typing import Any
 from datamind_ext.config import read_yaml
 from datamind_ext.errors import UserError
 from datamind_ext.protocol import read_jsonl
-from datamind_ext.sft.config import BLOCK_KEY, DatamindSFTConfig, split_sft_config
+from datamind_ext.sft.config import BLOCK_KEY, LLAMAFACTORY_CONFIG, DatamindSFTConfig, split_sft_config
 from datamind_ext.sft.export import REPORT_FILE, ExportReport, export_llamafactory_dataset
 
 #: LLaMA-Factory flags that change which tokens are trained (every assistant turn, nothing else).
@@ -212,16 +212,37 @@ def prepare_sft(lf_args: dict[str, Any], block: DatamindSFTConfig, *, export_suf
     lf_args["dataset"] = block.dataset_name
     lf_args["dataset_dir"] = str(export_dir)
     prepared.export = report
+    prepared.notes.append(_write_llamafactory_config(lf_args, block))
     return prepared
 
 
-def callbacks_for(block: DatamindSFTConfig) -> list[Any]:
-    """Trainer callbacks implementing the ``datamind:`` block (none for plain CE)."""
-    if block.loss == "ce":
-        return []
-    from datamind_ext.integrations.llamafactory.loss_callback import TokenWeightedLossCallback
+def _write_llamafactory_config(lf_args: dict[str, Any], block: DatamindSFTConfig) -> str:
+    """Write the run as a plain LLaMA-Factory config (the exported dataset is standard sharegpt),
+    so the stage can be rerun by hand with ``llamafactory-cli train``; say what that leaves out."""
+    import yaml
 
-    return [TokenWeightedLossCallback(block.loss)]
+    out_dir = Path(lf_args["output_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / LLAMAFACTORY_CONFIG
+    path.write_text(yaml.safe_dump(lf_args, sort_keys=False), encoding="utf-8")
+    extras = ([f"loss={block.loss}"] if block.loss != "ce" else []) + \
+        ([f"max_train_s={block.max_train_s:g}"] if block.max_train_s is not None else [])
+    left_out = f" (without the {BLOCK_KEY}: block's {', '.join(extras)})" if extras else ""
+    return f"the same run by hand: llamafactory-cli train {path}{left_out}"
+
+
+def callbacks_for(block: DatamindSFTConfig) -> list[Any]:
+    """Trainer callbacks implementing the ``datamind:`` block (none for plain CE without a time budget)."""
+    callbacks: list[Any] = []
+    if block.loss != "ce":
+        from datamind_ext.integrations.llamafactory.loss_callback import TokenWeightedLossCallback
+
+        callbacks.append(TokenWeightedLossCallback(block.loss))
+    if block.max_train_s is not None:
+        from datamind_ext.integrations.llamafactory.time_budget import TimeBudgetCallback
+
+        callbacks.append(TimeBudgetCallback(block.max_train_s))
+    return callbacks
 
 
 def train(prepared: PreparedSFT) -> None:
