@@ -87,4 +87,5 @@ def test_main_ppo_trains_with_the_combined_loss(tiny_model_path: Path, tmp_path:
         assert s["actor/gamma"] == pytest.approx(gamma)
         assert s["datamind/expert_rows"] == 4 and s["actor/sft_tokens"] > 0 and s["actor/rl_tokens"] > 0
         assert math.isfinite(s["actor/sft_loss"]) and s["actor/sft_loss"] > 0
-        assert s["actor/loss"] == pytest.approx(gamma * s["actor/sft_loss"] + (1 - gamma) * s["actor/pg_loss"], rel=1e-3)
+        # the three are logged from bf16 values on CPU (8 significant bits: ~0.4 % apart at most each)
+        assert s["actor/loss"] == pytest.approx(gamma * s["actor/sft_loss"] + (1 - gamma) * s["actor/pg_loss"], rel=1e-2)
