@@ -53,7 +53,8 @@ def _resample(df: pd.DataFrame, rng: random.Random) -> pd.DataFrame:
 
 
 class _Namer:
-    """Fresh words for files, sheets and columns (unseen_names), never the same word twice in a row."""
+    """Names for files, sheets, tables and columns (unseen_names): the next word of a shuffled
+    invented vocabulary, with a suffix (the column index, or t / f) so one table's names differ."""
 
     def __init__(self, rng: random.Random) -> None:
         self.words = list(UNSEEN_WORDS)
