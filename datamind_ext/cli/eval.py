@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="folder holding the benchmark's official files (see eval/BENCH/README.md)")
     p.add_argument("--out", required=True, help="output folder (results.jsonl, summary.md/json, plot)")
     p.add_argument("--responses", help="JSONL/JSON file of responses to score (id, response|messages, run, sql)")
+    p.add_argument("--field", help="with --responses: the key holding the model's answer (default: the one key "
+                   "of the file's format: text, response, pred, prediction, messages or sql)")
     p.add_argument("--model", help="model name served at --base-url")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var with the server's API key, if any")

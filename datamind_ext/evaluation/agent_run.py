@@ -105,6 +105,7 @@ class AgentGenerator:
             text=last,
             trajectory=episode.messages,
             error=episode.error,
+            void_reason=episode.void_reason if episode.void and episode.error is None else None,
             meta={
                 "turns": episode.metrics.turns,
                 "void": episode.void,

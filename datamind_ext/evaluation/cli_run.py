@@ -46,6 +46,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
         raise UserError("give either --responses FILE (score answers) or --model NAME --base-url URL (run the agent)")
     if agent_mode and not (args.model and args.base_url):
         raise UserError("running the agent needs both --model and --base-url")
+    if args.field and not args.responses:
+        raise UserError("--field names the answer key of a --responses file")
     cfg = _config(args)
     bench = get_benchmark(args.bench)
     items = bench.load(Path(args.data).expanduser().resolve(), need_files=agent_mode)
@@ -79,7 +81,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
             request_timeout_s=cfg.request_timeout_s,
         )
     else:
-        responses = read_responses(Path(args.responses).expanduser().absolute(), {it.item_id for it in items})
+        responses = read_responses(Path(args.responses).expanduser().absolute(), {it.item_id for it in items},
+                                   field=args.field)
         run_info["responses"] = str(Path(args.responses).expanduser().absolute())
 
     async def go() -> dict[str, Any]:

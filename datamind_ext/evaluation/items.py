@@ -48,6 +48,8 @@ class Response(BaseModel):
     result_csv: str | None = Field(default=None, description="SQL items: path of the predicted result table")
     trajectory: list[dict[str, str]] | None = Field(default=None, description="chat messages, when the agent ran")
     error: str | None = Field(default=None, description="why no answer was produced (agent failure), if so")
+    void_reason: str | None = Field(
+        default=None, description="why a responses-file record holds no usable prediction (scored wrong)")
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -77,5 +79,6 @@ class ItemResult(BaseModel):
     gold: Any
     scores: dict[str, Score]
     error: str | None = None
+    void_reason: str | None = Field(default=None, description="why there was no answer to score (scored wrong)")
     turns: int | None = None
     response_sha: str | None = Field(default=None, description="hash of the scored response (resume checks it)")

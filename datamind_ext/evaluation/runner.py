@@ -20,7 +20,7 @@ from typing import Any
 from datamind_ext.errors import UserError
 from datamind_ext.evaluation.answers import final_answer
 from datamind_ext.evaluation.benchmark import Benchmark, ScoringContext
-from datamind_ext.evaluation.items import EvalItem, ItemResult, Response
+from datamind_ext.evaluation.items import EvalItem, ItemResult, Response, Score
 from datamind_ext.evaluation.plots import plot_benchmark
 from datamind_ext.evaluation.report import summarize, write_summary
 from datamind_ext.evaluation.responses import dump_response, response_from_record
@@ -51,6 +51,15 @@ def check_identity(out_dir: Path, identity: dict[str, Any]) -> None:
             what = ", ".join(f"{k} {before.get(k)!r} -> {identity.get(k)!r}" for k in changed)
             raise UserError(f"{out_dir} holds another run ({what}); use a new --out folder")
     path.write_text(json.dumps({k: identity.get(k) for k in IDENTITY_KEYS}, indent=2) + "\n", encoding="utf-8")
+
+
+def void_scores(bench: Benchmark, reason: str) -> dict[str, Score]:
+    """Every scorer's verdict on a response with no answer: wrong (graded metrics 0), with why."""
+    return {
+        name: Score(correct=None if name in bench.graded_scorers else False, value=0.0,
+                    scorer=f"{bench.name}-{name} (no answer)", reason=reason)
+        for name in bench.scorers
+    }
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
@@ -160,7 +169,12 @@ async def run_benchmark(
                     responses_f.flush()
             error = resp.error
             try:
-                scores = await bench.score(item, resp, ctx) if error is None else {}
+                if error is not None:
+                    scores = {}
+                elif resp.void_reason is not None:
+                    scores = void_scores(bench, resp.void_reason)
+                else:
+                    scores = await bench.score(item, resp, ctx)
             except UserError:
                 raise
             except Exception as err:  # noqa: BLE001 - one bad unit must not stop the run
@@ -174,6 +188,7 @@ async def run_benchmark(
                 gold=item.gold,
                 scores=scores,
                 error=error,
+                void_reason=resp.void_reason if error is None else None,
                 turns=resp.meta.get("turns"),
                 response_sha=response_sha(resp),
             )
