@@ -64,6 +64,7 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert all(s["sft_loss"] is not None and s["sft_loss"] > 0 for s in steps)
     assert all(s["void_rate"] is not None and 0 <= s["void_rate"] <= 1 for s in steps)
     assert all(s["reward_mean"] is not None and s["pg_loss"] is not None for s in steps)
+    assert all(s["reward_band"] and s["reward_band"]["n"] >= 2 for s in steps)  # verl's rollout dumps were read
     assert summary["sft_loss"]["last"] < 0.25 * summary["sft_loss"]["first"]
 
     # coarse learning check (not a figure): SFT taught the protocol on familiar names
@@ -71,8 +72,10 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert evals["sft"]["familiar_names"]["answered"] >= 0.5 > evals["base"]["familiar_names"]["answered"]
 
     # the printed summary: the table and the upstream commands
-    assert "## RL (verl main_ppo)" in out and "| step | reward mean | γ | sft_loss | pg_loss | void rate |" in out
+    assert "## RL (verl main_ppo)" in out and "| step | reward mean | reward 95% band (n) | γ |" in out
     assert "| checkpoint | familiar_names pass@1 |" in out
+    assert "## RL's effect on the held-out sets" in out
+    assert isinstance(summary["comparable"], bool)
     assert "python -m verl.trainer.main_ppo --config-path=" in out
     assert "datamind-ext sft " in out and "llamafactory-cli train " in out
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from datamind_ext.errors import UserError
+from datamind_ext.recipes.summary import ROLLOUTS_DIR
 from datamind_ext.recipes.spec import STAGES, TRAIN_VARIANT_SEED, RecipeSpec, load_recipe
 from datamind_ext.sft.config import LLAMAFACTORY_CONFIG
 
@@ -243,7 +244,8 @@ def rl_command(r: Recipe) -> Command:
     argv = [sys.executable, "-m", "verl.trainer.main_ppo", f"--config-path={cfg.parent}", f"--config-name={cfg.stem}",
             f"data.train_files={r.synth_dir / 'export/rl/train.parquet'}", f"data.val_files={val}",
             f"actor_rollout_ref.model.path={r.sft_dir}", f"trainer.default_local_dir={r.rl_dir / 'ckpt'}",
-            *s.overrides]
+            # each step's rollouts with their scores: the summary's per-step reward noise band
+            f"trainer.rollout_data_dir={r.rl_dir / ROLLOUTS_DIR}", *s.overrides]
     return Command(argv, r.rl_dir / "log.txt", env=dict(s.env), timeout_s=s.timeout_s, cwd=r.rl_dir)
 
 

@@ -3,7 +3,10 @@
 Every figure is read back from a stage's own output (the synthesis parquet, LLaMA-Factory's
 ``trainer_log.jsonl``, the step lines verl's console logger printed, the eval harness's
 ``summary.json``/``results.jsonl``); a figure a stage did not produce is shown as "-", never
-estimated. The footnote states what the held-out sets are, so the table claims no more.
+estimated. The footnote states what the held-out sets are, so the table claims no more. Every rate
+comes with its n and a 95 % interval, RL's reward with its per-step noise band (from the rollouts
+verl dumps), and RL's effect as paired before/after counts on the same held-out tasks; a run whose
+SFT was cut short by the wall-clock safety net is marked "not comparable" (``stats.comparability``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from datamind_ext.recipes.stats import comparability, mean_band, paired_change, wilson_interval
 
 if TYPE_CHECKING:
     from datamind_ext.recipes.runner import Recipe, StageResult
@@ -26,6 +31,8 @@ RL_COLUMNS: dict[str, tuple[str, ...]] = {
     "pg_loss": ("actor/pg_loss",),
     "void_rate": ("datamind/void_rate", "agent/dm_void/mean", "rollout/dm_void/mean"),
 }
+#: where the runner has verl dump each step's rollouts (``trainer.rollout_data_dir``), under RUN/rl
+ROLLOUTS_DIR = "rollouts"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _METRIC = re.compile(r"([\w/@.\-]+):(-?[\d.]+(?:[eE][-+]?\d+)?|nan|inf)")
 
@@ -79,22 +86,43 @@ def categories(parquet: Path) -> Counter[str]:
     return Counter(str(e.get("category", "unknown")) for e in pd.read_parquet(parquet, columns=["extra_info"]).extra_info)
 
 
+def rollout_scores(rl_dir: Path) -> dict[int, list[float]]:
+    """Per RL step, every rollout's score, from the ``{step}.jsonl`` files verl dumps to
+    ``trainer.rollout_data_dir`` (the runner points it at ``RUN/rl/rollouts``)."""
+    out: dict[int, list[float]] = {}
+    for path in (rl_dir / ROLLOUTS_DIR).glob("*.jsonl"):
+        if path.stem.isdigit():
+            out[int(path.stem)] = [float(json.loads(x)["score"]) for x in path.read_text().splitlines() if x.strip()]
+    return out
+
+
 def eval_figures(out_dir: Path) -> dict[str, Any] | None:
-    """pass@1, items and the share of episodes that ended in an ``<answer>`` for one eval run."""
+    """pass@1 with its 95 % interval, items, the share of episodes that ended in an ``<answer>``
+    and each task's verdict (``correct``: item → bool, for paired before/after counts) of one eval run."""
     summ = out_dir / "summary.json"
     if not summ.is_file():
         return None
     data = json.loads(summ.read_text())
-    rule = next(iter(data["overall"].values()))  # the benchmark's primary scorer comes first
+    scorer, rule = next(iter(data["overall"].items()))  # the benchmark's primary scorer comes first
     rows = [json.loads(x) for x in (out_dir / "results.jsonl").read_text().splitlines() if x.strip()] \
         if (out_dir / "results.jsonl").is_file() else []
     answered = sum(r.get("answer") is not None for r in rows) / len(rows) if rows else None
-    return {"pass@1": rule["pass@1"], "items": rule["items"], "answered": answered}
+    correct = {f"{r['item_id']}#{r.get('run', 0)}": bool((r.get("scores", {}).get(scorer) or {}).get("correct"))
+               for r in rows}
+    n = int(rule["items"])
+    ci = list(wilson_interval(round(rule["pass@1"] * n), n)) if n else None
+    return {"pass@1": rule["pass@1"], "items": n, "ci95": ci, "answered": answered, "correct": correct}
 
 
 def _short(path: str, run_dir: Path) -> str:
     p = Path(path)
     return str(p.relative_to(run_dir)) if p.is_relative_to(run_dir) else str(p)
+
+
+def _rate(f: dict[str, Any]) -> str:
+    ci = f.get("ci95")
+    return f"{100 * f['pass@1']:.1f}% [{100 * ci[0]:.0f}–{100 * ci[1]:.0f}] (n={f['items']})" if ci \
+        else f"{100 * f['pass@1']:.1f}% (n={f['items']})"
 
 
 def _fmt(v: float | None, pct: bool = False) -> str:
@@ -104,7 +132,7 @@ def _fmt(v: float | None, pct: bool = False) -> str:
 
 
 def _plots(run_dir: Path, sft: list[tuple[int, float]], steps: list[dict[str, float]],
-           evals: dict[str, dict[str, Any]]) -> list[Path]:
+           evals: dict[str, dict[str, Any]], bands: dict[int, dict[str, Any]]) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,6 +158,12 @@ def _plots(run_dir: Path, sft: list[tuple[int, float]], steps: list[dict[str, fl
                     ax.plot(x, [float("nan") if y is None else y for y in ys], marker="o", label=k)
             ax.set(xlabel="RL step", title=title)
             ax.legend()
+        banded = [int(s["step"]) for s in steps if int(s["step"]) in bands and bands[int(s["step"])]["n"] > 1]
+        if banded:
+            lo = [bands[i]["mean"] - bands[i]["half_width"] for i in banded]
+            hi = [bands[i]["mean"] + bands[i]["half_width"] for i in banded]
+            axes[0].fill_between(banded, lo, hi, alpha=0.25, label="95% band of the mean")
+            axes[0].legend()
         fig.tight_layout()
         fig.savefig(run_dir / "rl_curves.png", dpi=110)
         plt.close(fig)
@@ -152,6 +186,22 @@ def _plots(run_dir: Path, sft: list[tuple[int, float]], steps: list[dict[str, fl
     return written
 
 
+def _rl_effect(evals: dict[str, dict[str, Any]], sets: list[str]) -> list[str]:
+    """Held-out figures before (SFT) and after RL side by side, with paired flip counts."""
+    if "sft" not in evals or "rl" not in evals:
+        return []
+    md = ["", "## RL's effect on the held-out sets (same tasks before and after RL)", "",
+          "| set | after SFT | after RL | tasks gained | tasks lost | verdict |", "|---|---|---|---|---|---|"]
+    for h in sets:
+        before, after = evals["sft"].get(h), evals["rl"].get(h)
+        if not before or not after:
+            continue
+        ch = paired_change(before["correct"], after["correct"])
+        verdict = "within noise" if ch["within_noise"] else ("better" if ch["gained"] > ch["lost"] else "WORSE")
+        md.append(f"| {h} | {_rate(before)} | {_rate(after)} | {ch['gained']} | {ch['lost']} | {verdict} (n={ch['n']}) |")
+    return md
+
+
 def write_summary(r: Recipe, results: list[StageResult], *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Print the summary table and write ``summary.md``, ``summary.json`` and the plots in the run folder."""
     run_dir = r.run_dir
@@ -161,14 +211,19 @@ def write_summary(r: Recipe, results: list[StageResult], *, log: Callable[[str],
     sft = sft_losses(r.sft_dir)
     rl_log = r.rl_dir / "log.txt"
     steps = rl_steps(rl_log.read_text(errors="replace")) if rl_log.is_file() else []
+    bands = {step: mean_band(v) for step, v in rollout_scores(r.rl_dir).items() if v}
     from datamind_ext.recipes.runner import eval_set_names
 
     sets = eval_set_names(r)
     evals = {c: {h: eval_figures(run_dir / "eval" / c / h) for h in sets} for c in r.spec.eval.checkpoints}
     evals = {c: {h: v for h, v in per.items() if v} for c, per in evals.items() if any(per.values())}
+    budget = sft_time_budget(r.sft_dir)
+    comparable, why_not = comparability(budget)
 
-    md = [f"# {r.spec.name}: run summary", "", f"Run folder: {run_dir}", "",
-          "| stage | status | seconds | outputs |", "|---|---|---|---|"]
+    md = [f"# {r.spec.name}: run summary", "", f"Run folder: {run_dir}", ""]
+    if not comparable:
+        md += [f"**NOT COMPARABLE**: {why_not}.", ""]
+    md += ["| stage | status | seconds | outputs |", "|---|---|---|---|"]
     md += [f"| {s.name} | {s.status} | {s.seconds:.0f} | {', '.join(_short(o, run_dir) for o in s.outputs)} |" for s in results]
     md += ["", "## Tasks by category (synthesized)", "", "| category | train | " + " | ".join(heldout) + " |",
            "|---|---|" + "---|" * len(heldout)]
@@ -178,41 +233,52 @@ def write_summary(r: Recipe, results: list[StageResult], *, log: Callable[[str],
     md += ["", "## SFT (LLaMA-Factory)", ""]
     md.append(f"loss first {_fmt(sft[0][1])} (step {sft[0][0]}), last {_fmt(sft[-1][1])} (step {sft[-1][0]})"
               if sft else "no SFT loss logged")
-    budget = sft_time_budget(r.sft_dir)
-    if budget and budget["stopped_early"]:
-        md.append(f"(stopped by its time budget of {budget['max_train_s']:.0f} s after {budget['steps_done']} of "
-                  f"{budget['max_steps']} steps: this machine trained slower than the recipe was sized for)")
-    md += ["", "## RL (verl main_ppo)", "", "| step | reward mean | γ | sft_loss | pg_loss | void rate |", "|---|---|---|---|---|---|"]
+    if budget:
+        md.append(f"(sized by steps: {budget['steps_done']} of {budget['max_steps']} steps in {budget['elapsed_s']:.0f} s; "
+                  + ("the wall-clock safety net of " f"{budget['max_train_s']:.0f} s ended it early: not comparable)"
+                     if budget["stopped_early"] else f"the wall-clock safety net of {budget['max_train_s']:.0f} s did not fire)"))
+    md += ["", "## RL (verl main_ppo)", "",
+           "| step | reward mean | reward 95% band (n) | γ | sft_loss | pg_loss | void rate |", "|---|---|---|---|---|---|---|"]
     for s in steps:
-        md.append(f"| {int(s['step'])} | " + " | ".join(_fmt(pick(s, RL_COLUMNS[k])) for k in
-                                                     ("reward_mean", "gamma", "sft_loss", "pg_loss", "void_rate")) + " |")
+        b = bands.get(int(s["step"]))
+        band = f"±{b['half_width']:.3g} (n={b['n']})" if b and b["n"] > 1 else "-"
+        cells = [_fmt(pick(s, RL_COLUMNS["reward_mean"])), band]
+        cells += [_fmt(pick(s, RL_COLUMNS[k])) for k in ("gamma", "sft_loss", "pg_loss", "void_rate")]
+        md.append(f"| {int(s['step'])} | " + " | ".join(cells) + " |")
     if not steps:
-        md.append("| - | - | - | - | - | - |")
-    md += ["", "## pass@1 (primary scorer; held-out sets: numbers within 3 %) and share of episodes with an answer", "",
+        md.append("| - | - | - | - | - | - | - |")
+    md += ["", "## pass@1 [95% interval] (primary scorer; held-out sets: numbers within 3 %) and share of episodes "
+           "with an answer", "",
            "| checkpoint | " + " | ".join(f"{h} pass@1 | {h} answered" for h in sets) + " |",
            "|---|" + "---|---|" * len(sets)]
     for c, per in evals.items():
         cells = []
         for h in sets:
             f = per.get(h)
-            cells += [f"{_fmt(f['pass@1'], True)} (n={f['items']})" if f else "-", _fmt(f["answered"], True) if f else "-"]
+            cells += [_rate(f) if f else "-", _fmt(f["answered"], True) if f else "-"]
         md.append(f"| {c} | " + " | ".join(cells) + " |")
+    md += _rl_effect(evals, sets)
     kinds = {h.name: h.kind for h in r.spec.synth.heldout}
     md += ["", "Held-out sets are tasks synthesized over new tables built from the training files: "
            + "; ".join(f"`{n}` = {'same file and column names, new values' if k == 'fresh_tables' else 'every file and column renamed to words absent from training, new values'}"
                        for n, k in kinds.items())
-           + ". One run per checkpoint; with n tasks, differences under about 100/sqrt(n) points are noise."]
-    plots = _plots(run_dir, sft, steps, evals)
+           + ". One run per checkpoint; intervals are 95 % Wilson intervals; RL's verdict is a sign test on the "
+           "tasks that flipped."]
+    plots = _plots(run_dir, sft, steps, evals, bands)
     md += ["", "Plots: " + ", ".join(str(p) for p in plots) if plots else "No plots (no curves measured)."]
     text = "\n".join(md) + "\n"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.md").write_text(text)
-    summary = {"recipe": r.spec.name, "run_dir": str(run_dir),
+    summary = {"recipe": r.spec.name, "run_dir": str(run_dir), "comparable": comparable, "not_comparable_reason": why_not or None,
                "stages": [s.__dict__ for s in results], "tasks_by_category": {"train": dict(train_cats), **{h: dict(v) for h, v in held_cats.items()}},
                "sft_loss": {"first": sft[0][1], "last": sft[-1][1], "steps": sft[-1][0]} if sft else None,
                "sft_time_budget": budget,
-               "rl_steps": [{k: pick(s, RL_COLUMNS[k]) for k in RL_COLUMNS} | {"step": int(s["step"])} for s in steps],
-               "eval": evals, "plots": [str(p) for p in plots]}
+               "rl_steps": [{k: pick(s, RL_COLUMNS[k]) for k in RL_COLUMNS} | {"step": int(s["step"])}
+                            | {"reward_band": bands.get(int(s["step"]))} for s in steps],
+               "eval": {c: {h: {k: v for k, v in f.items() if k != "correct"} for h, f in per.items()} for c, per in evals.items()},
+               "rl_effect": {h: paired_change(evals["sft"][h]["correct"], evals["rl"][h]["correct"])
+                             for h in sets if h in evals.get("sft", {}) and h in evals.get("rl", {})},
+               "plots": [str(p) for p in plots]}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     log("")
     log(text)
