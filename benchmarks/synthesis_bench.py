@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from datamind_ext.llm import ChatClient, UsageLedger
 from datamind_ext.synthesis import pipeline
 from datamind_ext.synthesis.config import LLMConfig, SynthConfig
-from datamind_ext.synthesis.llm_client import LLMClient, TokenLedger
 from datamind_ext.testing.openai_server import OpenAITestServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,8 +51,8 @@ def programmatic(tasks_per_table: int, concurrency: int, verify_batch: int) -> N
     print(f"tasks + expert trajectories end to end: {trajs.get('ok', 0) / (t3 - t1):.1f} kept tasks/s")
 
 
-async def _llm(url: str, n: int, concurrency: int) -> tuple[float, TokenLedger]:
-    client = LLMClient(LLMConfig(base_url=url, concurrency=concurrency, max_retries=0), TokenLedger())
+async def _llm(url: str, n: int, concurrency: int) -> tuple[float, UsageLedger]:
+    client = ChatClient(LLMConfig(base_url=url, max_concurrency=concurrency, max_retries=0))
     try:
         await client.chat([{"role": "user", "content": "warm up"}])
         t0 = time.perf_counter()

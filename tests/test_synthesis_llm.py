@@ -17,7 +17,6 @@ import pytest
 
 from datamind_ext.synthesis import pipeline
 from datamind_ext.synthesis.config import LLMConfig, SynthConfig
-from datamind_ext.synthesis.llm_client import LLMClient, LLMError, TokenLedger
 from datamind_ext.testing.openai_server import OpenAITestServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +58,7 @@ def one_file(tmp_path: Path) -> Path:
 
 def _cfg(data: Path, out: Path, url: str, **kw) -> SynthConfig:
     return SynthConfig(data=str(data), out=str(out), generator="llm", llm_tasks_per_table=2, min_depth=2, max_depth=3,
-                       samples_per_task=3, llm=LLMConfig(base_url=url, model="expert", concurrency=8, backoff_s=0.01), **kw)
+                       samples_per_task=3, llm=LLMConfig(base_url=url, model="expert", max_concurrency=8, backoff_s=0.01), **kw)
 
 
 def test_llm_tasks_trajectories_consistency_and_export(one_file: Path, tmp_path: Path) -> None:
@@ -107,24 +106,3 @@ def test_inconsistent_answers_get_critique_then_dropped_with_reason(one_file: Pa
         report = pipeline.run_filter(cfg)
     assert report["kept"] == 0
     assert report["dropped_by_reason"] == {"inconsistent": 1}
-
-
-def test_client_bounded_concurrency_and_non_retryable_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SYNTH_TEST_KEY", "k")
-
-    async def main(url: str) -> TokenLedger:
-        ledger = TokenLedger()
-        client = LLMClient(LLMConfig(base_url=url, concurrency=4, max_retries=1, backoff_s=0.01, api_key_env="SYNTH_TEST_KEY"), ledger)
-        try:
-            await asyncio.gather(*(client.chat([{"role": "user", "content": "hi"}]) for _ in range(12)))
-            with pytest.raises(LLMError, match="HTTP 401"):
-                client.headers = {"Authorization": "Bearer wrong"}
-                await client.chat([{"role": "user", "content": "hi"}])
-        finally:
-            await client.aclose()
-        return ledger
-
-    with OpenAITestServer(["ok"], latency_s=0.05, api_key="k") as srv:
-        ledger = asyncio.run(main(srv.base_url))
-        assert srv.max_in_flight <= 4
-    assert ledger.requests == 13 and ledger.failures == 1 and ledger.retries == 0

@@ -15,6 +15,7 @@ from typing import Any
 from datamind_ext.agent.config import AgentBudgets
 from datamind_ext.agent.loop import Episode, EpisodeView, TurnLoop, TurnOutput
 from datamind_ext.agent.session import SessionFactory
+from datamind_ext.llm import ChatClient, EndpointConfig
 from datamind_ext.protocol import TURN_STOPS
 from datamind_ext.protocol.tags import CLOSE, OPEN
 
@@ -32,28 +33,22 @@ def restore_stop(content: str, finish_reason: str | None, stop_reason: Any) -> s
 
 
 class ChatCompletionsPolicy:
-    """One ``POST {base_url}/chat/completions`` per assistant turn."""
+    """A TurnLoop policy: one request per assistant turn through the shared :class:`ChatClient`
+    (its concurrency bound, retries and usage ledger), stopping at ``</code>``/``</answer>``."""
 
-    def __init__(self, base_url: str, model: str, *, client: Any, api_key: str | None = None,
-                 sampling: dict[str, Any] | None = None, timeout_s: float = 600.0) -> None:
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model = model
+    def __init__(self, client: ChatClient, *, model: str | None = None, sampling: dict[str, Any] | None = None,
+                 seed: int | None = None) -> None:
         self.client = client
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.model = model
         self.sampling = dict(sampling or {})
-        self.timeout_s = timeout_s
+        self.seed = seed
 
     async def generate(self, view: EpisodeView, max_tokens: int) -> TurnOutput:
-        body = {"model": self.model, "messages": view.messages, "max_tokens": max_tokens,
-                "stop": list(TURN_STOPS), **self.sampling}
-        resp = await self.client.post(self.url, json=body, headers=self.headers, timeout=self.timeout_s)
-        resp.raise_for_status()
-        data = resp.json()
-        choice = data["choices"][0]
-        finish = choice.get("finish_reason") or "stop"
-        text = restore_stop(choice["message"].get("content") or "", finish, choice.get("stop_reason"))
-        n_tokens = (data.get("usage") or {}).get("completion_tokens")
-        return TurnOutput(text=text, finish_reason="length" if finish == "length" else "stop", n_tokens=n_tokens)
+        r = await self.client.chat(view.messages, model=self.model, stop=TURN_STOPS, max_tokens=max_tokens,
+                                   seed=self.seed, **self.sampling)
+        text = restore_stop(r.content, r.finish_reason, r.stop_reason)
+        return TurnOutput(text=text, finish_reason="length" if r.finish_reason == "length" else "stop",
+                          n_tokens=r.usage.get("completion_tokens"))
 
 
 async def run_chat_episode(
@@ -66,20 +61,19 @@ async def run_chat_episode(
     budgets: AgentBudgets | None = None,
     sampling: dict[str, Any] | None = None,
     api_key: str | None = None,
-    client: Any = None,
+    client: ChatClient | None = None,
 ) -> Episode:
     """Run one multi-turn episode against an OpenAI-compatible server.
 
     ``budgets.max_response_tokens`` counts generated tokens here (from ``usage``), since
-    observation tokens are the server's business. Pass a shared ``httpx.AsyncClient`` as
-    ``client`` when running many episodes concurrently.
+    observation tokens are the server's business. Pass a shared :class:`ChatClient` as
+    ``client`` when running many episodes concurrently (then ``base_url``/``api_key`` are its own).
     """
-    import httpx
-
     own = client is None
-    client = client or httpx.AsyncClient()
+    if client is None:
+        client = ChatClient(EndpointConfig(base_url=base_url, model=model), api_key=api_key)
     try:
-        policy = ChatCompletionsPolicy(base_url, model, client=client, api_key=api_key, sampling=sampling)
+        policy = ChatCompletionsPolicy(client, model=model, sampling=sampling)
         return await TurnLoop(policy, session_factory, budgets).run(messages, files)
     finally:
         if own:

@@ -50,8 +50,9 @@ class AgentGenerator:
         session_factory: Any = None,
         api_key: str | None = None,
         request_timeout_s: float = 600.0,
+        max_concurrency: int = 64,
     ) -> None:
-        import httpx
+        from datamind_ext.llm import ChatClient, EndpointConfig
 
         self.base_url = base_url
         self.model = model
@@ -63,7 +64,9 @@ class AgentGenerator:
         self._pool: Any = None
         self._pool_lock: Any = None
         self.api_key = api_key
-        self.client = httpx.AsyncClient(timeout=request_timeout_s)
+        # Episodes in flight are bounded by the runner; the client bounds requests the same way.
+        self.client = ChatClient(EndpointConfig(base_url=base_url, model=model, timeout_s=request_timeout_s,
+                                                max_concurrency=max_concurrency), api_key=api_key)
 
     async def _pool_session(self, files: Any) -> Any:
         """A session of the run's interpreter pool (the training interpreter, the run's limits)."""

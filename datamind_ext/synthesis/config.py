@@ -7,23 +7,16 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from datamind_ext.config import StrictModel
+from datamind_ext.llm import EndpointConfig
 
 
-class LLMConfig(StrictModel):
-    """An OpenAI-compatible endpoint (vLLM, SGLang, a hosted API, the local test server)."""
+class LLMConfig(EndpointConfig):
+    """The expert endpoint of LLM synthesis (:class:`datamind_ext.llm.EndpointConfig`, synthesis defaults)."""
 
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="…/v1 root of the endpoint")
-    model: str = "expert"
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (may be unset)")
+    base_url: str | None = Field("http://127.0.0.1:8000/v1", description="…/v1 root of the endpoint")
+    model: str | None = "expert"
     judge_model: str | None = Field(None, description="model for the consistency judge (default: model)")
-    concurrency: int = Field(16, ge=1, description="requests in flight at once")
     max_retries: int = Field(5, ge=0, description="retries on 429/5xx/timeouts, with exponential backoff")
-    backoff_s: float = Field(0.5, ge=0, description="first backoff; doubles per retry, with jitter")
-    timeout_s: float = Field(120.0, gt=0, description="per request")
-    temperature: float = 0.7
-    max_tokens: int = Field(2048, ge=1, description="per generated turn")
-    cost_per_1k_prompt_tokens: float = 0.0
-    cost_per_1k_completion_tokens: float = 0.0
 
 
 class SynthConfig(StrictModel):

@@ -25,15 +25,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from datamind_ext.agent.chat import restore_stop
+from datamind_ext.agent.chat import ChatCompletionsPolicy
 from datamind_ext.agent.config import AgentBudgets
-from datamind_ext.agent.loop import EpisodeView, TurnLoop, TurnOutput
+from datamind_ext.agent.loop import TurnLoop
 from datamind_ext.agent.prompts import system_prompt
-from datamind_ext.protocol import TURN_STOPS, Message, Trajectory
+from datamind_ext.llm import ChatClient, LLMError, UsageLedger
+from datamind_ext.protocol import Message, Trajectory
 from datamind_ext.synthesis.config import SynthConfig
 from datamind_ext.synthesis.execute import close_shared_executor, shared_executor
 from datamind_ext.synthesis.filters import answers_agree
-from datamind_ext.synthesis.llm_client import LLMClient, LLMError, TokenLedger
 from datamind_ext.synthesis.programs import TaskSpec, _difficulty
 from datamind_ext.synthesis.prompts import critique_text, generator_prompt, judge_prompt
 from datamind_ext.synthesis.runner import map_unordered, progress
@@ -48,21 +48,7 @@ def tag(text: str, name: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
-class LedgerChatPolicy:
-    """A TurnLoop policy over :class:`LLMClient` (retries, concurrency bound and token ledger)."""
-
-    def __init__(self, client: LLMClient, seed: int | None = None) -> None:
-        self.client = client
-        self.seed = seed
-
-    async def generate(self, view: EpisodeView, max_tokens: int) -> TurnOutput:
-        r = await self.client.chat(view.messages, stop=list(TURN_STOPS), max_tokens=max_tokens, seed=self.seed)
-        text = restore_stop(r.content, r.finish_reason, r.stop_reason)
-        return TurnOutput(text=text, finish_reason="length" if r.finish_reason == "length" else "stop",
-                          n_tokens=r.usage.get("completion_tokens"))
-
-
-def _save_ledger(cfg: SynthConfig, ledger: TokenLedger) -> None:
+def _save_ledger(cfg: SynthConfig, ledger: UsageLedger) -> None:
     if ledger.requests:
         ledger.save_into(Path(cfg.out) / "ledger.json", cfg.llm)
 
@@ -70,7 +56,7 @@ def _save_ledger(cfg: SynthConfig, ledger: TokenLedger) -> None:
 # ------------------------------------------------------------------------------------- tasks
 
 
-async def generate_llm_task(client: LLMClient, profile: Any, categories: list[Any], depth: int, seed: int) -> tuple[dict | None, str | None]:
+async def generate_llm_task(client: ChatClient, profile: Any, categories: list[Any], depth: int, seed: int) -> tuple[dict | None, str | None]:
     """One composed task: ``depth`` generator calls, each building on the previous question."""
     chain: list[dict[str, str]] = []
     previous: str | None = None
@@ -104,8 +90,8 @@ async def run_llm_tasks(cfg: SynthConfig, store: JsonlStore) -> None:
             key = content_key("llm-task", p.key, cfg.seed, i, cfg.llm.model, [c.slug for c in cats])
             if key not in store:
                 todo.append((key, p, cats, depth, seed))
-    ledger = TokenLedger()
-    client = LLMClient(cfg.llm, ledger, cfg.seed)
+    ledger = UsageLedger()
+    client = ChatClient(cfg.llm, ledger=ledger, seed=cfg.seed)
 
     async def one(item: tuple) -> dict[str, Any]:
         key, p, cats, depth, seed = item
@@ -133,7 +119,7 @@ async def run_llm_tasks(cfg: SynthConfig, store: JsonlStore) -> None:
 # ------------------------------------------------------------------------------ trajectories
 
 
-async def judge(client: LLMClient, cfg: SynthConfig, question: str, answers: list[str]) -> tuple[bool | None, int, str]:
+async def judge(client: ChatClient, cfg: SynthConfig, question: str, answers: list[str]) -> tuple[bool | None, int, str]:
     """(consistent per the judge or None if unparseable, 0-based best index, reasoning)."""
     try:
         r = await client.chat([{"role": "user", "content": judge_prompt(question, answers)}],
@@ -149,7 +135,7 @@ async def judge(client: LLMClient, cfg: SynthConfig, question: str, answers: lis
     return (True if correct == "yes" else False if correct == "no" else None), best, tag(r.content, "reasoning") or ""
 
 
-async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient,
+async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: ChatClient,
                       stored: dict[str, dict[str, Any]], on_sample: Callable[[dict[str, Any]], Any] | None = None,
                       ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Sample, check consistency, judge; critique-and-resample up to ``critique_rounds`` times.
@@ -176,7 +162,7 @@ async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient,
             if key in stored:
                 return stored[key]
             user = spec.question + critique
-            loop = TurnLoop(LedgerChatPolicy(client, seed=spec.seed * 100 + rnd * 10 + i), executor.session, budgets)
+            loop = TurnLoop(ChatCompletionsPolicy(client, seed=spec.seed * 100 + rnd * 10 + i), executor.session, budgets)
             ep = await loop.run([{"role": "system", "content": hinted_system}, {"role": "user", "content": user}], files)
             if ep.error and "LLMError" in ep.error:
                 return {"key": key, "status": "error", "reason": ep.error}
@@ -215,7 +201,7 @@ async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: LLMClient,
 async def _sample_task_in_worker(item: dict[str, Any]) -> dict[str, Any]:
     """One LLM task as a Ray task: its own client (ledger returned), the worker's interpreter pool."""
     cfg = SynthConfig(**item["cfg"])
-    client = LLMClient(cfg.llm, TokenLedger(), cfg.seed)
+    client = ChatClient(cfg.llm, seed=cfg.seed)
     try:
         consensus, new = await sample_task(item["task"], cfg, client, item["stored"])
     finally:
@@ -229,7 +215,7 @@ async def run_llm_trajectories(cfg: SynthConfig, store: JsonlStore, tasks: list[
 
     consensus = JsonlStore(out_path(cfg, CONSENSUS))
     todo = [t for t in tasks if content_key("consensus", t["key"]) not in consensus]
-    ledger = TokenLedger()
+    ledger = UsageLedger()
     by_task: dict[str, dict[str, dict[str, Any]]] = {}
     for r in store.records():  # samples stored by an interrupted run are reused, not redrawn
         if r.get("sampler") == "llm":
@@ -251,8 +237,8 @@ async def run_llm_trajectories(cfg: SynthConfig, store: JsonlStore, tasks: list[
                     finish(out["consensus"])
                     bar.update(1)
             else:
-                client = LLMClient(cfg.llm, ledger, cfg.seed)
-                sem = asyncio.Semaphore(max(1, cfg.llm.concurrency // max(1, cfg.samples_per_task)))
+                client = ChatClient(cfg.llm, ledger=ledger, seed=cfg.seed)
+                sem = asyncio.Semaphore(max(1, cfg.llm.max_concurrency // max(1, cfg.samples_per_task)))
 
                 async def one(t: dict[str, Any]) -> dict[str, Any]:
                     async with sem:
