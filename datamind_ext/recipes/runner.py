@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from datamind_ext.errors import UserError
-from datamind_ext.recipes.summary import ROLLOUTS_DIR
 from datamind_ext.recipes.spec import STAGES, TRAIN_VARIANT_SEED, RecipeSpec, load_recipe
+from datamind_ext.recipes.summary import ROLLOUTS_DIR
 from datamind_ext.sft.config import LLAMAFACTORY_CONFIG
 
 
