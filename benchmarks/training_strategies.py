@@ -53,7 +53,7 @@ from datamind_ext.recipes.runner import (
     run_recipe,
 )
 from datamind_ext.recipes.stats import wilson_interval
-from datamind_ext.recipes.summary import eval_figures, pick, rl_steps
+from datamind_ext.recipes.summary import eval_figures, pick, rl_steps, step_time
 
 QUICKSTART = ROOT / "recipes" / "quickstart"
 EVAL_SET = "familiar_names"
@@ -166,13 +166,6 @@ def _f(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def step_time_breakdown(steps: list[dict[str, float]]) -> dict[str, float]:
-    """verl's per-step timers (``timing_s/*``), averaged over the steps after the first (warm-up)."""
-    use = steps[1:] or steps
-    keys = sorted({k for s in use for k in s if k.startswith("timing_s/")})
-    return {k: sum(s.get(k, 0.0) for s in use) / len(use) for k in keys}
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke size: 150 SFT steps, 2 RL steps, 20 held-out tasks")
@@ -213,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append({"arm": arm.name, "pass@1": fig["pass@1"], "n": fig["items"], "ci95": [lo, hi],
                      "answered": fig["answered"], "reward_last": pick(last, ("critic/score/mean",)),
                      "entropy_last": pick(last, ("actor/rl_entropy", "actor/entropy")), "gamma_last": pick(last, ("actor/gamma",)),
-                     "paper": arm.paper, "paper_label": arm.paper_label, "step_time_s": step_time_breakdown(steps)})
+                     "paper": arm.paper, "paper_label": arm.paper_label, "step_time_s": step_time(steps)})
 
     print(f"\nTraining strategies (tiny model; SFT {sft_steps} steps shared; RL {rl_n} steps per RL arm; "
           f"held-out {EVAL_SET}, greedy)")
@@ -225,10 +218,11 @@ def main(argv: list[str] | None = None) -> None:
     timed = next((row for row in rows if row["arm"] == "sft_rl_cosine" and row["step_time_s"]), None) or \
         next((row for row in rows if row["step_time_s"]), None)
     if timed:
-        print(f"\nWhere an RL step's time goes ({timed['arm']}, verl timers, mean over steps after the first):")
-        total = timed["step_time_s"].get("timing_s/step")
+        print(f"\nWhere an RL step's time goes ({timed['arm']}, verl timers, mean over steps after the first; "
+              "agent_loop/* are per-trajectory means inside gen; other = Ray/TransferQueue hops and bookkeeping):")
+        total = timed["step_time_s"].get("step")
         for key, v in sorted(timed["step_time_s"].items(), key=lambda kv: -kv[1]):
-            share = f" ({100 * v / total:.0f}% of step)" if total and key != "timing_s/step" else ""
+            share = f" ({100 * v / total:.0f}% of step)" if total and key != "step" and "/" not in key else ""
             print(f"  {key:<45} {v:8.2f} s{share}")
     png = plot(out, per_arm)
     (out / "table.json").write_text(json.dumps({"sft_steps": sft_steps, "rl_steps": rl_n, "rows": rows}, indent=2) + "\n")

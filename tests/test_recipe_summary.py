@@ -79,7 +79,9 @@ def _run_folder(run: Path, *, stopped_early: bool) -> None:
     (run / "rl" / ROLLOUTS_DIR).mkdir(parents=True)
     (run / "rl" / "log.txt").write_text("".join(
         f"(TaskRunnerV1 pid=1) step:{s} - actor/gamma:0.9 - actor/sft_loss:0.5 - actor/pg_loss:0.01 - "
-        f"critic/score/mean:{m} - datamind/void_rate:0.0\n" for s, m in ((1, 0.5), (2, 0.0))))
+        f"critic/score/mean:{m} - datamind/void_rate:0.0 - timing_s/gen:{9 + s} - timing_s/reward:0.5 - "
+        f"timing_s/old_log_prob:1.0 - timing_s/update_actor:3.0 - timing_s/step:{15 + s} - "
+        f"agent_loop/tool_calls/mean:0.25\n" for s, m in ((1, 0.5), (2, 0.0))))
     for step, scores in ((1, [1.0, 1.0, 0.0, 0.0]), (2, [1.0, -1.0, 0.0, 0.0])):
         (run / "rl" / ROLLOUTS_DIR / f"{step}.jsonl").write_text(
             "".join(json.dumps({"input": "q", "output": "a", "gts": "1", "score": x, "step": step}) + "\n" for x in scores))
@@ -109,6 +111,10 @@ def test_summary_reports_bands_intervals_and_rl_effect(tmp_path: Path) -> None:
     assert "| familiar_names | 50.0% [" in effect and "within noise (n=40)" in effect
     assert "| unseen_names |" in effect and "WORSE" in effect
     assert (tmp_path / "rl_curves.png").stat().st_size > 1000
+    # step 2 only (step 1 warms up): 17 s = gen 11 + reward 0.5 + old_log_prob 1 + update 3 + other 1.5
+    assert summary["rl_step_time_s"] == {"step": 17.0, "gen": 11.0, "reward": 0.5, "old_log_prob": 1.0,
+                                         "update_actor": 3.0, "agent_loop/tool_calls/mean": 0.25, "other": 1.5}
+    assert "Step time (mean over steps 2..2): 17.0 s = gen 11.0 s" in text and "tool_calls 0.25 s" in text
     assert json.loads((tmp_path / "summary.json").read_text())["comparable"] is True
 
 

@@ -186,6 +186,26 @@ def _plots(run_dir: Path, sft: list[tuple[int, float]], steps: list[dict[str, fl
     return written
 
 
+#: verl's top-level per-step timers (``timing_s/NAME``, consecutive phases of one step) and, within
+#: ``gen``, the agent loop's per-trajectory means (model generation, interpreter calls, reward)
+STEP_PHASES = ("gen", "reward", "old_log_prob", "ref", "adv", "update_actor")
+AGENT_PHASES = ("agent_loop/generate_sequences/mean", "agent_loop/tool_calls/mean", "agent_loop/compute_score/mean")
+
+
+def step_time(steps: list[dict[str, float]]) -> dict[str, float]:
+    """Where an RL step's time goes: each timer's mean over the steps after the first (the first
+    also warms up), and ``other`` = the step minus its phases (Ray and TransferQueue hops, logging)."""
+    use = steps[1:] or steps
+    out: dict[str, float] = {}
+    for name in ("step", *STEP_PHASES, *AGENT_PHASES):
+        vals = [v for s in use if (v := pick(s, (f"timing_s/{name}", name))) is not None]
+        if vals:
+            out[name] = sum(vals) / len(vals)
+    if "step" in out:
+        out["other"] = out["step"] - sum(out.get(n, 0.0) for n in STEP_PHASES)
+    return out
+
+
 def _rl_effect(evals: dict[str, dict[str, Any]], sets: list[str]) -> list[str]:
     """Held-out figures before (SFT) and after RL side by side, with paired flip counts."""
     if "sft" not in evals or "rl" not in evals:
@@ -247,6 +267,12 @@ def write_summary(r: Recipe, results: list[StageResult], *, log: Callable[[str],
         md.append(f"| {int(s['step'])} | " + " | ".join(cells) + " |")
     if not steps:
         md.append("| - | - | - | - | - | - | - |")
+    timing = step_time(steps)
+    if "step" in timing:
+        md += ["", f"Step time (mean over steps {'2' if len(steps) > 1 else '1'}..{len(steps)}): {timing['step']:.1f} s = "
+               + ", ".join(f"{n} {timing[n]:.1f} s" for n in (*STEP_PHASES, "other") if n in timing)
+               + (" (per trajectory, inside gen: " + ", ".join(f"{n.split('/')[1]} {timing[n]:.2f} s" for n in AGENT_PHASES
+                                                              if n in timing) + ")" if any(n in timing for n in AGENT_PHASES) else "")]
     md += ["", "## pass@1 [95% interval] (primary scorer; held-out sets: numbers within 3 %) and share of episodes "
            "with an answer", "",
            "| checkpoint | " + " | ".join(f"{h} pass@1 | {h} answered" for h in sets) + " |",
@@ -272,7 +298,7 @@ def write_summary(r: Recipe, results: list[StageResult], *, log: Callable[[str],
     summary = {"recipe": r.spec.name, "run_dir": str(run_dir), "comparable": comparable, "not_comparable_reason": why_not or None,
                "stages": [s.__dict__ for s in results], "tasks_by_category": {"train": dict(train_cats), **{h: dict(v) for h, v in held_cats.items()}},
                "sft_loss": {"first": sft[0][1], "last": sft[-1][1], "steps": sft[-1][0]} if sft else None,
-               "sft_time_budget": budget,
+               "sft_time_budget": budget, "rl_step_time_s": timing,
                "rl_steps": [{k: pick(s, RL_COLUMNS[k]) for k in RL_COLUMNS} | {"step": int(s["step"])}
                             | {"reward_band": bands.get(int(s["step"]))} for s in steps],
                "eval": {c: {h: {k: v for k, v in f.items() if k != "correct"} for h, f in per.items()} for c, per in evals.items()},
