@@ -8,6 +8,8 @@ talks to the pool over one Unix socket, one JSON frame per request and per reply
 from __future__ import annotations
 
 import builtins
+import ctypes
+import gc
 import linecache
 import os
 import resource
@@ -19,7 +21,11 @@ import time
 import traceback
 from typing import Any, NoReturn
 
-from datamind_ext.interpreter import capture, sandbox, wire
+from datamind_ext.interpreter import capture, sandbox, sqltools, wire
+from datamind_ext.interpreter.guard import Guard
+from datamind_ext.interpreter.sqltools import SqlTools
+from datamind_ext.protocol import observation
+from datamind_ext.protocol.observation import truncate_middle
 
 ERROR_MAX_LINES = 30
 
@@ -30,18 +36,50 @@ class CpuTimeExceeded(Exception):
 
 class _State:
     in_cell = False
+    interrupted = False  # set only by the pool's interrupt, never by a cell raising KeyboardInterrupt
 
 
 def _on_sigint(signum: int, frame: Any) -> None:
     # The pool interrupts a cell that ran past its wall-clock limit; outside a cell we ignore it
     # so the reply in flight is never cut.
     if _State.in_cell:
+        _State.interrupted = True
         raise KeyboardInterrupt
 
 
 def _on_sigxcpu(signum: int, frame: Any) -> None:
     if _State.in_cell:
         raise CpuTimeExceeded("the cell exceeded its CPU-time limit")
+
+
+# What the runner installs and restores before each cell (a cell may change any of them).
+_HANDLERS: dict[int, Any] = {
+    signal.SIGINT: _on_sigint,
+    signal.SIGXCPU: _on_sigxcpu,
+    signal.SIGXFSZ: signal.SIG_IGN,
+    signal.SIGPIPE: signal.SIG_IGN,
+    signal.SIGALRM: signal.SIG_DFL,
+    signal.SIGVTALRM: signal.SIG_DFL,
+    signal.SIGPROF: signal.SIG_DFL,
+    signal.SIGCHLD: signal.SIG_DFL,
+    signal.SIGTERM: signal.SIG_DFL,
+    signal.SIGHUP: signal.SIG_DFL,
+    signal.SIGQUIT: signal.SIG_DFL,
+}
+# Private references, bound before any user code runs (a cell may rebind the builtins).
+_compile = compile
+_exec = exec
+_isinstance = isinstance
+_setprofile = sys.setprofile
+_settrace = sys.settrace
+
+
+def _stop_tracing() -> None:
+    try:
+        _setprofile(None)
+    except BaseException:  # noqa: BLE001 - a profile function that raises on our own call
+        _setprofile(None)
+    _settrace(None)
 
 
 def _setup_process(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, str], int]:
@@ -51,11 +89,8 @@ def _setup_process(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, str
     """
     os.setsid()
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, _on_sigint)
-    signal.signal(signal.SIGXCPU, _on_sigxcpu)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    for sig, handler in _HANDLERS.items():
+        signal.signal(sig, handler)
 
     out_fd = os.memfd_create("cell-output", os.MFD_CLOEXEC)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -106,8 +141,6 @@ def _assign(spec: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
     sys.path = [p for p in sys.path if p and p != spec["pool_root"]]  # the working directory is not importable
     g: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     if msg.get("db"):
-        from datamind_ext.interpreter.sqltools import SqlTools
-
         tools = SqlTools(
             os.path.join(workdir, msg["db"]),
             workdir,
@@ -121,8 +154,6 @@ def _assign(spec: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
 
 def _trim() -> None:
     try:
-        import ctypes
-
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):
         pass
@@ -131,14 +162,12 @@ def _trim() -> None:
 def _give_back_memory() -> None:
     """After the reply is sent (off the caller's critical path): collect cyclic garbage and
     return free heap pages to the kernel, so an idle session keeps only what it really holds."""
-    import gc
-
     gc.collect()
     _trim()
 
 
 def _format_error(exc: BaseException) -> str:
-    if isinstance(exc, SyntaxError):
+    if _isinstance(exc, SyntaxError):
         lines = traceback.format_exception_only(type(exc), exc)
     else:
         tb = exc.__traceback__
@@ -150,6 +179,26 @@ def _format_error(exc: BaseException) -> str:
     if len(text) > ERROR_MAX_LINES:
         text = text[:1] + ["  ..."] + text[-(ERROR_MAX_LINES - 2) :]
     return "\n".join(text)
+
+
+def bounded(text: str, max_chars: int) -> str:
+    """Error text gets the output's treatment: head + tail kept, NULs and lone surrogates cleaned."""
+    return capture.clean_text(truncate_middle(text, max_chars)[0])
+
+
+def _describe(exc: BaseException, max_chars: int) -> tuple[str, str, str]:
+    """(name, value, traceback text) of a cell's exception, bounded; never raises, even for an
+    exception whose ``__str__`` fails, loops (the pool's interrupt ends it) or is gigabytes long."""
+    name = type(exc).__name__
+    try:
+        value = bounded(str(exc), max_chars)
+    except BaseException:  # noqa: BLE001
+        value = "<the exception's message could not be rendered>"
+    try:
+        text = _format_error(exc)
+    except BaseException:  # noqa: BLE001
+        text = f"{name}: {value}"
+    return bounded(name, 200), value, bounded(text, max_chars)
 
 
 def _kill_strays(uid_mode: bool) -> None:
@@ -184,9 +233,11 @@ def _kill_strays(uid_mode: bool) -> None:
             time.sleep(0.001)
 
 
-def _run_cell(g: dict[str, Any], req: dict[str, Any], cap: capture.BoundedText, out_fd: int, uid_mode: bool) -> dict[str, Any]:
+def _run_cell(g: dict[str, Any], req: dict[str, Any], cap: capture.BoundedText, out_fd: int, uid_mode: bool, guard: Guard) -> dict[str, Any]:
     me = os.getpid()
+    guard.restore()
     cap.reset()
+    max_chars = cap.max_chars
     code, name = req["code"], f"<cell-{req['cell']}>"
     linecache.cache[name] = (len(code), None, code.splitlines(True), name)
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -195,35 +246,55 @@ def _run_cell(g: dict[str, Any], req: dict[str, Any], cap: capture.BoundedText, 
     soft = int(used + req["cpu_s"]) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
     threads_before = set(threading.enumerate())
-    ok, error, interrupted = True, None, False
+    failure: BaseException | None = None
     t0 = time.perf_counter()
     try:
+        _State.interrupted = False
         _State.in_cell = True
-        exec(compile(code, name, "exec"), g)
-    except KeyboardInterrupt:
-        ok, interrupted = False, True
-        error = "the cell was interrupted: it exceeded its wall-clock limit"
-    except SystemExit as exc:
-        ok, error = False, f"SystemExit({exc.code!r}): exit() and sys.exit() do not end the session"
+        _exec(_compile(code, name, "exec"), g)
     except BaseException as exc:  # noqa: BLE001 - every failure of user code becomes an observation
-        ok, error = False, _format_error(exc)
-        if isinstance(exc, MemoryError):
-            error += f"\n(the session's memory limit is {req['memory_mib']} MiB)"
+        failure = exc
     finally:
         _State.in_cell = False
+        _stop_tracing()  # before any Python frame of ours: a cell's trace function must not run it
+        guard.restore()  # then at once: an alarm the cell set must not fire after it
     duration = time.perf_counter() - t0
     if os.getpid() != me:  # a forked copy of this process finished the cell: it must not answer
         os._exit(0)
-    sys.stdout, sys.stderr = cap, cap
+    interrupted = _State.interrupted
+    error = ename = evalue = None
+    if failure is not None:
+        _State.in_cell = True  # rendering runs user code (__str__): the pool's interrupt may end it
+        try:
+            if interrupted and _isinstance(failure, KeyboardInterrupt):
+                ename, evalue = "TimeoutError", "the cell was interrupted: it exceeded its wall-clock limit"
+                error = evalue
+            elif _isinstance(failure, SystemExit):
+                ename, evalue = "SystemExit", bounded(repr(failure.code), max_chars)
+                error = f"SystemExit({evalue}): exit() and sys.exit() do not end the session"
+            else:
+                ename, evalue, error = _describe(failure, max_chars)
+                if _isinstance(failure, MemoryError):
+                    error += f"\n(the session's memory limit is {req['memory_mib']} MiB)"
+        except BaseException:  # noqa: BLE001
+            ename, evalue, error = type(failure).__name__, "", type(failure).__name__
+        finally:
+            _State.in_cell = False
+        failure = None  # drop the traceback's frames (and the memory they hold) now
+    interrupted = interrupted and ename == "TimeoutError"
     _kill_strays(uid_mode)
     stray = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
     text, total, cut = capture.merge(
-        (cap.head, cap.tail(), cap.total), capture.read_fd_capture(out_fd, cap.max_chars), cap.max_chars
+        (cap.head, cap.tail(), cap.total), capture.read_fd_capture(out_fd, max_chars), max_chars
     )
     return {
+        "seq": req["cell"],
+        "nonce": req["nonce"],
         "output": text,
-        "ok": ok,
+        "ok": error is None,
         "error": error,
+        "error_name": ename,
+        "error_value": evalue,
         "interrupted": interrupted,
         "output_chars": total,
         "truncated_chars": cut,
@@ -252,7 +323,9 @@ def session_main(sock: socket.socket, spec: dict[str, Any], zygote_pid: int) -> 
             os._exit(71)
         uid_mode = spec["uid"] is not None
         cap = capture.BoundedText(spec["limits"]["output_max_chars"])
-        sys.stdout, sys.stderr, sys.stdin = cap, cap, open(os.devnull, encoding="utf-8")  # noqa: SIM115
+        streams = (cap, cap, open(os.devnull, encoding="utf-8"))  # noqa: SIM115
+        guard = Guard(g, _HANDLERS, out_fd, streams)
+        guard.protect(sys.modules[__name__], capture, wire, sqltools, observation)
         wire.send_sync(sock, {"ready": True, "pid": os.getpid(), "isolation": facts})
         while True:
             try:
@@ -261,7 +334,7 @@ def session_main(sock: socket.socket, spec: dict[str, Any], zygote_pid: int) -> 
                 break
             if req.get("op") != "run":
                 break
-            wire.send_sync(sock, _run_cell(g, req, cap, out_fd, uid_mode))
+            wire.send_sync(sock, _run_cell(g, req, cap, out_fd, uid_mode, guard))
             _give_back_memory()
     except BaseException:  # noqa: BLE001 - the pool sees EOF and reports the crash
         code = 72

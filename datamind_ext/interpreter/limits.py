@@ -28,6 +28,9 @@ class Limits(StrictModel):
     output_max_chars: int = Field(2048, gt=0, description="characters of a cell's output kept (head + tail)")
     sql_max_rows: int = Field(100_000, gt=0, description="rows execute_sql reads and writes at most")
     sql_print_rows: int = Field(20, ge=0, description="rows of an execute_sql result printed in the observation")
+    replay_budget_s: float = Field(
+        60.0, gt=0, description="time a rebuild may spend replaying earlier cells; past it the session restarts fresh"
+    )
     on_crash: Literal["replay", "fresh"] = Field(
         "replay", description="after a crash, timeout kill or eviction: replay the successful cells, or start fresh"
     )

@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -28,9 +29,11 @@ from typing import Any
 
 from datamind_ext.errors import UserError
 from datamind_ext.interpreter import memory, sandbox, wire
+from datamind_ext.interpreter.capture import clean_text
 from datamind_ext.interpreter.limits import Limits
 from datamind_ext.interpreter.result import ExecResult
 from datamind_ext.interpreter.zygote import DEFAULT_PRELOAD, MAX_DATAGRAM
+from datamind_ext.protocol.observation import truncate_middle
 
 DB_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 SESSION_START_TIMEOUT_S = 60.0
@@ -48,6 +51,38 @@ def _uid_base() -> int:
     Sessions of two pools must never share a uid: the sweep kills every process of a uid.
     """
     return 1_000_000 + ((os.getpid() % 200_000) * 16 + next(_pool_counter) % 16) * 1024
+
+
+_REPLY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "output": str, "ok": bool, "error": (str, type(None)), "error_name": (str, type(None)),
+    "error_value": (str, type(None)), "interrupted": bool, "output_chars": int, "truncated_chars": int,
+    "cell_s": (int, float), "stray_threads": int,
+}
+
+
+def parse_reply(raw: Any, req: dict[str, Any], max_chars: int) -> dict[str, Any] | None:
+    """The session's reply to ``req`` with every field type-checked and its text bounded and
+    cleaned, or None when it is not that reply (wrong shape, an earlier cell's, a forged frame)."""
+    if not isinstance(raw, dict) or raw.get("seq") != req["cell"] or raw.get("nonce") != req["nonce"]:
+        return None
+    reply = {}
+    for key, kind in _REPLY_TYPES.items():
+        value = raw.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return None
+        reply[key] = value
+    if reply["ok"] == (reply["error"] is not None):
+        return None
+    for key in ("output", "error", "error_name", "error_value"):
+        if reply[key] is not None:
+            reply[key] = clean_text(truncate_middle(reply[key], max_chars + 256)[0])
+    return reply
+
+
+def _failure_kind(kind: str, reply: dict[str, Any] | None) -> str:
+    if reply is not None:
+        return reply["error_name"] or ("it left threads running" if reply["stray_threads"] else "error")
+    return {"crashed": "its process died", "broken": "it corrupted the channel"}.get(kind, "it timed out")
 
 
 def describe_exit(status: dict[str, int] | None) -> str:
@@ -309,126 +344,175 @@ class Session:
             return None
         return await self.pool._zygote.kill(pid)
 
-    async def _rebuild(self, *, evicted: bool = False) -> int:
+    async def _rebuild(self, *, evicted: bool = False) -> tuple[int, str | None]:
         """New process; replay the successful cells (after a crash: or forget them, per ``on_crash``;
-        an evicted session always gets its state back)."""
+        an evicted session always gets its state back). Returns (cells replayed, why the session
+        had to start fresh instead, or None).
+
+        Replay has a time budget of its own and takes a concurrency slot per replayed cell, so a
+        long replay never delays other sessions more than their own queueing would; a replay
+        that fails again (the cell that poisoned the session, a changed data file) or runs out
+        of budget falls back to a fresh session rather than looping.
+        """
+        lim = self.pool.limits
         if self._pid is not None:
             await self._kill()
         self.restarts += 1
-        if self.pool.limits.on_crash == "fresh" and not evicted:
+        if lim.on_crash == "fresh" and not evicted:
             self.history.clear()
-        await self._spawn()
-        replayed = 0
+        async with self.pool._slots:
+            await self._spawn()
+        deadline = time.monotonic() + lim.replay_budget_s
+        replayed, why = 0, None
         for code in list(self.history):
-            reply = await self._exchange(code, self.pool.limits.timeout_s)
-            if reply is None:  # the replay itself crashed: keep what we have, start clean
-                await self._kill()
-                self.history = self.history[:replayed]
-                await self._spawn()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                why = f"replaying the earlier cells took more than its {lim.replay_budget_s:g} s budget"
+                break
+            req = self._request(code)
+            async with self.pool._slots:
+                kind, reply = await self._exchange(req, min(lim.timeout_s, left), interrupt=False)
+            if kind == "timeout" and left < lim.timeout_s:
+                why = f"replaying the earlier cells took more than its {lim.replay_budget_s:g} s budget"
+                break
+            if kind != "ok" or not reply["ok"] or reply["stray_threads"]:
+                why = f"replaying earlier cell {replayed + 1} of {len(self.history)} failed ({_failure_kind(kind, reply)})"
                 break
             replayed += 1
-        return replayed
-
-    async def _exchange(self, code: str, timeout_s: float) -> dict[str, Any] | None:
-        """Run a cell without the timeout machinery (used for replay); None if the process died."""
-        assert self._writer is not None and self._reader is not None
-        req = self._request(code)
-        try:
-            await wire.send_async(self._writer, req)
-            return await asyncio.wait_for(wire.recv_async(self._reader), timeout_s * 2)
-        except (wire.WireClosed, TimeoutError):
-            return None
+        if why is None:
+            return replayed, None
+        await self._kill()
+        self.history.clear()
+        async with self.pool._slots:
+            await self._spawn()
+        return 0, why
 
     def _request(self, code: str) -> dict[str, Any]:
         self.cells_run += 1
         lim = self.pool.limits
-        return {"op": "run", "code": code, "cell": self.cells_run, "cpu_s": lim.cpu_s_per_cell, "memory_mib": lim.memory_mib}
+        return {
+            "op": "run",
+            "code": code,
+            "cell": self.cells_run,
+            "nonce": secrets.token_hex(8),
+            "cpu_s": lim.cpu_s_per_cell,
+            "memory_mib": lim.memory_mib,
+        }
 
-    # --- running cells ---------------------------------------------------------------------
-    async def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
-        """Run one cell; its variables persist for the next. Never raises for user-code failures."""
-        if self._closed:
-            raise InterpreterError("the session is closed")
-        timeout = self.pool.limits.timeout_s if timeout_s is None else timeout_s
-        async with self._lock:
-            async with self.pool._slots:
-                self.last_used = time.monotonic()
-                if self._pid is None:
-                    await self._rebuild(evicted=True)
-                try:
-                    result = await self._run_locked(code, timeout)
-                finally:
-                    self.last_used = time.monotonic()
-        self.pool._after_cell()
-        return result
+    async def _exchange(self, req: dict[str, Any], timeout: float, *, interrupt: bool) -> tuple[str, dict[str, Any] | None]:
+        """Send one cell and read its reply: ("ok", reply) or (failure kind, None).
 
-    async def _run_locked(self, code: str, timeout: float) -> ExecResult:
+        Kinds: "crashed" (the process went away), "broken" (a frame that is not this cell's
+        reply: the cell wrote into the channel), "timeout" (did not stop; with ``interrupt``
+        it was sent SIGINT first, and a reply to the interrupt counts as "ok"),
+        "timeout_crashed" (it died while being interrupted).
+        """
         assert self._writer is not None and self._reader is not None
-        lim = self.pool.limits
-        t0 = time.perf_counter()
         reader = self._reader
         try:
-            await wire.send_async(self._writer, self._request(code))
-            reply = await asyncio.wait_for(wire.recv_async(reader), timeout)
+            try:
+                await wire.send_async(self._writer, req)
+                raw = await asyncio.wait_for(wire.recv_async(reader), timeout)
+            except TimeoutError:
+                if not interrupt or self._pid is None:
+                    return "timeout", None
+                await self.pool._zygote.signal(self._pid, signal.SIGINT)
+                try:
+                    raw = await asyncio.wait_for(wire.recv_async(reader), self.pool.limits.interrupt_grace_s)
+                except wire.WireClosed:
+                    return "timeout_crashed", None
+                except TimeoutError:
+                    return "timeout", None
         except wire.WireClosed:
-            return await self._after_crash(t0, None)
+            return "crashed", None
+        except wire.WireCorrupt:
+            return "broken", None
         except asyncio.CancelledError:
             # The caller gave up: the reply still in flight would be read as the next cell's,
             # so drop this process; the next cell rebuilds the session by replay.
             await asyncio.shield(self._kill())
             raise
-        except TimeoutError:
-            assert self._pid is not None
-            await self.pool._zygote.signal(self._pid, signal.SIGINT)
+        reply = parse_reply(raw, req, self.pool.limits.output_max_chars)
+        return ("ok", reply) if reply is not None else ("broken", None)
+
+    # --- running cells ---------------------------------------------------------------------
+    async def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
+        """Run one cell; its variables persist for the next.
+
+        Never raises for anything user code does (failures, crashes, bytes written into the
+        session's own channel): those become the result. Raises only when the pool cannot work.
+        """
+        if self._closed:
+            raise InterpreterError("the session is closed")
+        timeout = self.pool.limits.timeout_s if timeout_s is None else timeout_s
+        async with self._lock:
+            self.last_used = time.monotonic()
             try:
-                reply = await asyncio.wait_for(wire.recv_async(reader), lim.interrupt_grace_s)
-            except wire.WireClosed:
-                return await self._after_crash(t0, None, timed_out=True, timeout=timeout)
-            except TimeoutError:
-                return await self._after_crash(t0, None, timed_out=True, timeout=timeout, kill=True)
-            if reply.get("interrupted"):
-                reply["error"] = (
-                    f"TimeoutError: the cell exceeded its {timeout:g} s wall-clock limit and was interrupted "
-                    "(variables set before the interruption are kept)"
-                )
+                notice = None
+                if self._pid is None:
+                    _, why = await self._rebuild(evicted=True)
+                    if why is not None:
+                        notice = f"the session was restarted fresh before this cell ({why}): earlier variables are gone"
+                result = await self._run_locked(code, timeout)
+                if notice is not None:
+                    result = dataclasses.replace(result, restarted=True, notice=notice)
+            finally:
+                self.last_used = time.monotonic()
+        self.pool._after_cell()
+        return result
+
+    async def _run_locked(self, code: str, timeout: float) -> ExecResult:
+        t0 = time.perf_counter()
+        async with self.pool._slots:
+            kind, reply = await self._exchange(self._request(code), timeout, interrupt=True)
+        if reply is None:
+            return await self._after_failure(kind, t0, timeout)
         duration = time.perf_counter() - t0
-        timed_out = bool(reply.get("interrupted"))
-        if reply.get("stray_threads"):
+        timed_out = reply["interrupted"]
+        error = reply["error"]
+        if timed_out:
+            error = (
+                f"TimeoutError: the cell exceeded its {timeout:g} s wall-clock limit and was interrupted "
+                "(variables set before the interruption are kept)"
+            )
+        result = ExecResult(
+            output=reply["output"],
+            ok=reply["ok"],
+            error=error,
+            timed_out=timed_out,
+            duration_s=duration,
+            cell_s=reply["cell_s"],
+            output_chars=reply["output_chars"],
+            truncated_chars=reply["truncated_chars"],
+            error_name=reply["error_name"],
+            error_value=reply["error_value"],
+        )
+        if reply["stray_threads"]:
             n = reply["stray_threads"]
             note = (
                 f"RuntimeError: the cell left {n} thread(s) running; threads must finish within their cell, "
                 "so the session was restarted without this cell"
             )
-            result = ExecResult(
-                output=reply["output"],
+            replayed, why = await self._rebuild()
+            if why is not None:
+                note += f"; {why}, so it was restarted fresh: earlier variables are gone"
+            return dataclasses.replace(
+                result,
                 ok=False,
-                error=f"{reply['error']}\n{note}" if reply.get("error") else note,
-                timed_out=timed_out,
-                duration_s=duration,
-                cell_s=reply.get("cell_s", 0.0),
-                output_chars=reply["output_chars"],
-                truncated_chars=reply["truncated_chars"],
+                error=f"{error}\n{note}" if error else note,
+                error_name=result.error_name or "RuntimeError",
+                error_value=result.error_value or f"the cell left {n} thread(s) running",
+                restarted=True,
+                replayed_cells=replayed,
             )
-            replayed = await self._rebuild()
-            return dataclasses.replace(result, restarted=True, replayed_cells=replayed)
-        if reply["ok"]:
+        if result.ok:
             self.history.append(code)
-        return ExecResult(
-            output=reply["output"],
-            ok=bool(reply["ok"]),
-            error=reply.get("error"),
-            timed_out=timed_out,
-            duration_s=duration,
-            cell_s=reply.get("cell_s", 0.0),
-            output_chars=reply["output_chars"],
-            truncated_chars=reply["truncated_chars"],
-        )
+        return result
 
-    async def _after_crash(
-        self, t0: float, _reply: Any, *, timed_out: bool = False, timeout: float = 0.0, kill: bool = False
-    ) -> ExecResult:
+    async def _after_failure(self, kind: str, t0: float, timeout: float) -> ExecResult:
+        """The cell's process died, would not stop, or corrupted its channel: rebuild the session."""
         pid = self._pid
-        if kill:
+        if kind in ("timeout", "broken"):
             status = await self._kill()
         else:
             self._pid = None
@@ -436,20 +520,27 @@ class Session:
                 self._writer.close()
                 self._writer = self._reader = None
             status = await self.pool._zygote.wait_exit(pid, EXIT_WAIT_S) if pid is not None else None
-        if timed_out:
-            why = f"TimeoutError: the cell exceeded its {timeout:g} s wall-clock limit and did not stop when interrupted; its process was killed"
+        timed_out = kind.startswith("timeout")
+        if kind == "timeout":
+            name, value = "TimeoutError", f"the cell exceeded its {timeout:g} s wall-clock limit and did not stop when interrupted; its process was killed"
+        elif kind == "timeout_crashed":
+            name, value = "TimeoutError", f"the cell exceeded its {timeout:g} s wall-clock limit and its process died when interrupted ({describe_exit(status)})"
+        elif kind == "broken":
+            name, value = "SessionBroken", "the cell wrote into the session's control channel (or corrupted its reply); its process was killed"
         else:
-            why = f"SessionCrashed: {describe_exit(status)}"
+            name, value = "SessionCrashed", describe_exit(status)
+        why = f"{name}: {value}"
         duration = time.perf_counter() - t0
-        replayed = 0
-        if self.pool.limits.on_crash == "replay":
-            replayed = await self._rebuild()
+        replayed, fresh_why = await self._rebuild()
+        if fresh_why is not None:
+            why += f"; {fresh_why}, so the session was restarted fresh: earlier variables are gone"
+        elif self.pool.limits.on_crash == "replay":
             why += f"; the session was restarted and its {replayed} earlier successful cell(s) replayed"
         else:
-            await self._rebuild()
             why += "; the session was restarted fresh: earlier variables are gone"
         return ExecResult(
-            output="", ok=False, error=why, timed_out=timed_out, duration_s=duration, restarted=True, replayed_cells=replayed
+            output="", ok=False, error=why, timed_out=timed_out, duration_s=duration, restarted=True,
+            replayed_cells=replayed, error_name=name, error_value=value,
         )
 
     async def memory_uss_bytes(self) -> int | None:

@@ -20,13 +20,20 @@ class WireClosed(EOFError):
     """The other end closed the connection (for a session: its process is gone)."""
 
 
+class WireCorrupt(ValueError):
+    """Bytes that are not a frame of this protocol arrived (a cell wrote into the channel)."""
+
+
 def encode(obj: Any) -> bytes:
     body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
     return _HEADER.pack(len(body)) + body
 
 
 def _decode(body: bytes) -> Any:
-    return json.loads(body.decode("utf-8", "surrogatepass"))
+    try:
+        return json.loads(body.decode("utf-8", "surrogatepass"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise WireCorrupt(f"undecodable frame of {len(body)} bytes") from err
 
 
 def send_sync(sock: socket.socket, obj: Any) -> None:
@@ -54,7 +61,7 @@ async def recv_async(reader: asyncio.StreamReader) -> Any:
     try:
         (n,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
         if n > MAX_FRAME_BYTES:
-            raise WireClosed(f"frame of {n} bytes exceeds {MAX_FRAME_BYTES}")
+            raise WireCorrupt(f"frame of {n} bytes exceeds {MAX_FRAME_BYTES}")
         return _decode(await reader.readexactly(n))
     except (asyncio.IncompleteReadError, ConnectionError) as err:
         raise WireClosed("connection closed") from err
