@@ -38,19 +38,10 @@ from datamind_ext.protocol.observation import truncate_middle
 DB_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 SESSION_START_TIMEOUT_S = 60.0
 EXIT_WAIT_S = 10.0
-_pool_counter = itertools.count()
 
 
 class InterpreterError(RuntimeError):
     """The pool itself cannot work (the zygote failed to start or died)."""
-
-
-def _uid_base() -> int:
-    """A uid range unique to this pool among pools on this machine (pid + per-process counter).
-
-    Sessions of two pools must never share a uid: the sweep kills every process of a uid.
-    """
-    return 1_000_000 + ((os.getpid() % 200_000) * 16 + next(_pool_counter) % 16) * 1024
 
 
 _REPLY_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -109,8 +100,9 @@ def describe_exit(status: dict[str, int] | None) -> str:
 class _Zygote:
     """Pool-side handle of the zygote process: requests, replies and exit events."""
 
-    def __init__(self, root: Path, preload: Sequence[str], isolate_network: bool, isolate_user: bool = True) -> None:
+    def __init__(self, root: Path, preload: Sequence[str], isolate_network: bool, isolate_user: bool, n_uids: int) -> None:
         self.root = root
+        self.n_uids = n_uids
         self.isolate_user = isolate_user
         self.preload = list(preload)
         self.isolate_network = isolate_network
@@ -133,7 +125,12 @@ class _Zygote:
         pkg_parent = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = pkg_parent
         config = json.dumps(
-            {"preload": self.preload, "isolate_network": self.isolate_network, "isolate_user": self.isolate_user}
+            {
+                "preload": self.preload,
+                "isolate_network": self.isolate_network,
+                "isolate_user": self.isolate_user,
+                "n_uids": self.n_uids,
+            }
         )
         err_path = self.root / "zygote.err"
         with open(err_path, "wb") as err:
@@ -613,7 +610,7 @@ class InterpreterPool:
         self._slots = asyncio.Semaphore(self.max_concurrency)
         self._open = asyncio.Semaphore(max_sessions)
         self._ids = itertools.count(1)
-        self._uid_base = _uid_base()
+        self._uid_base = 0  # leased host-wide by the zygote (see uids.py)
         self._free_uids: list[int] = []
         self._staged: dict[tuple[str, int, int], str] = {}
         self._stage_lock = asyncio.Lock()
@@ -633,15 +630,16 @@ class InterpreterPool:
         os.chmod(self.root, 0o711)
         for sub in ("sessions", "stage"):
             (self.root / sub).mkdir(mode=0o711)
-        self._zygote = _Zygote(self.root, self.preload, self.isolate_network, self.isolate_user)
+        n_uids = self.max_sessions + self.spare_sessions
+        self._zygote = _Zygote(self.root, self.preload, self.isolate_network, self.isolate_user, n_uids)
         try:
             await self._zygote.start(self.start_timeout_s)
         except BaseException:
             shutil.rmtree(self.root, ignore_errors=True)
             raise
         self.uid_mode = bool(self._zygote.info.get("uid_mode"))
+        self._uid_base = int(self._zygote.info.get("uid_base", 0))
         self._zygote_pid = self._zygote.proc.pid if self._zygote.proc else None
-        n_uids = self.max_sessions + self.spare_sessions
         self._free_uids = list(range(self._uid_base + n_uids - 1, self._uid_base - 1, -1)) if self.uid_mode else []
         self._started = True
         self._refill_spares()

@@ -18,13 +18,14 @@ import io
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
 import time
 from typing import Any
 
-from datamind_ext.interpreter import sandbox
+from datamind_ext.interpreter import sandbox, uids
 
 DEFAULT_PRELOAD: tuple[str, ...] = (
     "numpy",
@@ -135,8 +136,12 @@ def _warm_up() -> None:
 
 
 class Zygote:
-    def __init__(self, ctrl: socket.socket, isolate_network: bool, isolate_user: bool = True) -> None:
+    def __init__(self, ctrl: socket.socket, isolate_network: bool, isolate_user: bool = True, n_uids: int = 0) -> None:
         self.ctrl = ctrl
+        self.n_uids = n_uids
+        self.uid_base = 0
+        self.uid_locks: list[int] = []
+        self.root = os.getcwd()  # the pool's temporary root: removed here if the pool dies first
         self.sessions: dict[int, dict[str, Any]] = {}
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.isolate_network = isolate_network
@@ -184,6 +189,12 @@ class Zygote:
             else:
                 facts["filesystem"] = "host filesystem, per-session uid permissions"
         if self.uid_mode:
+            try:
+                self.uid_base, self.uid_locks = uids.lease(self.n_uids)
+            except OSError as exc:
+                self.uid_mode = False
+                facts["filesystem"] = f"sessions keep the pool's uid: {exc}"
+        if self.uid_mode:
             self._start_sweeper()
         t0 = time.perf_counter()
         failed = _preload(preload)
@@ -201,6 +212,7 @@ class Zygote:
                 "preload_failed": failed,
                 "preload_s": round(time.perf_counter() - t0, 3),
                 "uid_mode": self.uid_mode,
+                "uid_base": self.uid_base,
                 "helper_pids": [self.sweeper[0]] if self.sweeper else [],
             }
         )
@@ -260,8 +272,10 @@ class Zygote:
                     self.reap()
                 if self.ctrl in ready:
                     msg, fds, _, _ = socket.recv_fds(self.ctrl, MAX_DATAGRAM, 4)
-                    if not msg:
-                        return  # the pool is gone
+                    if not msg:  # the pool is gone without a shutdown (killed): clean up after it
+                        self.shutdown()
+                        shutil.rmtree(self.root, ignore_errors=True)
+                        return
                     self.handle(json.loads(msg), fds)
                     self.reap()
         finally:
@@ -306,6 +320,8 @@ class Zygote:
                 os.close(self.wake_w)
                 if self.sweeper is not None:
                     self.sweeper[1].close()  # a session must never reach the root sweeper
+                for lock in self.uid_locks:
+                    os.close(lock)  # nor release its pool's uid range
                 from datamind_ext.interpreter.cell_runner import session_main
 
                 session_main(socket.socket(fileno=fd), spec, zygote_pid)
@@ -379,7 +395,10 @@ def main(argv: list[str]) -> int:
     ctrl = socket.socket(fileno=fd)
     ctrl.set_inheritable(False)
     zygote = Zygote(
-        ctrl, isolate_network=config.get("isolate_network", True), isolate_user=config.get("isolate_user", True)
+        ctrl,
+        isolate_network=config.get("isolate_network", True),
+        isolate_user=config.get("isolate_user", True),
+        n_uids=config.get("n_uids", 1),
     )
     zygote.start(list(config.get("preload", DEFAULT_PRELOAD)))
     zygote.serve()
