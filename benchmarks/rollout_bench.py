@@ -180,8 +180,8 @@ async def main_async(args: Any) -> list[dict[str, Any]]:
     from transformers import AutoTokenizer
 
     import datamind_ext.integrations.verl  # noqa: F401
-    from datamind_ext.agent.session import interpreter_factory
     from datamind_ext.integrations.verl.agent_loop import DataMindAgentLoop
+    from datamind_ext.interpreter import InterpreterConfig, SessionProvider
     from datamind_ext.models.tiny import build_tiny_model
 
     model = build_tiny_model("test")
@@ -193,7 +193,7 @@ async def main_async(args: Any) -> list[dict[str, Any]]:
     stock = [f"step {j}<tool_call>{call}</tool_call>" for j in range(k)] + ["done"]
     results = []
 
-    sessions = interpreter_factory(max_sessions=max(n, 1))
+    sessions = SessionProvider(InterpreterConfig(max_sessions=max(n, 1)))
     DataMindAgentLoop.session_factory = sessions
     await sessions.pool()  # start the zygote before timing (a once-per-worker cost)
     try:

@@ -86,10 +86,10 @@ def verl_tests_extra_keys():
 
 @pytest.fixture()
 async def sessions():
-    from datamind_ext.agent.session import interpreter_factory
     from datamind_ext.integrations.verl.agent_loop import DataMindAgentLoop
+    from datamind_ext.interpreter import SessionProvider
 
-    factory = interpreter_factory()
+    factory = SessionProvider()
     DataMindAgentLoop.session_factory = factory
     yield factory
     await factory.aclose()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import datamind_ext.integrations.verl  # noqa: F401
-from datamind_ext.agent.session import interpreter_factory
+from datamind_ext.interpreter import SessionProvider
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples" / "files"
@@ -99,7 +99,7 @@ def make_batch(rows: list[dict[str, Any]]):
 async def sessions():
     from datamind_ext.integrations.verl.agent_loop import DataMindAgentLoop
 
-    factory = interpreter_factory()
+    factory = SessionProvider()
     DataMindAgentLoop.session_factory = factory
     yield factory
     pool = await factory.pool()

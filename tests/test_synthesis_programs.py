@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from datamind_ext.interpreter import SessionProvider
 from datamind_ext.protocol import parse_response, validate_structure
-from datamind_ext.synthesis.execute import InterpreterExecutor
 from datamind_ext.synthesis.expert import expert_trajectory, ground_truth
 from datamind_ext.synthesis.profile import TableProfile, find_data_files, profile_file
 from datamind_ext.synthesis.programs import (
@@ -33,7 +33,7 @@ def profiles() -> list[TableProfile]:
 def run_in_pool():
     """One interpreter pool for the module (its warm start costs seconds), driven from one loop."""
     loop = asyncio.new_event_loop()
-    ex = InterpreterExecutor()
+    ex = SessionProvider(close_in_background=True)
     yield lambda make: loop.run_until_complete(make(ex))
     loop.run_until_complete(ex.aclose())
     loop.close()

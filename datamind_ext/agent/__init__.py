@@ -23,11 +23,11 @@ from datamind_ext.agent.policies import (
 )
 from datamind_ext.agent.prompts import system_prompt, task_kind, with_system_prompt
 from datamind_ext.agent.replay import observation_diffs, replay_trajectory
-from datamind_ext.agent.session import interpreter_factory, open_session
+from datamind_ext.agent.session import open_session
 
 __all__ = [
     "AgentBudgets", "ChatCompletionsPolicy", "Episode", "EpisodeMetrics", "EpisodeView", "ReplayPolicy",
-    "TokenServerPolicy", "TurnLoop", "TurnMetrics", "TurnOutput", "engine_generate_fn", "interpreter_factory",
+    "TokenServerPolicy", "TurnLoop", "TurnMetrics", "TurnOutput", "engine_generate_fn",
     "observation_diffs", "open_session", "replay_trajectory", "run_chat_episode", "system_prompt", "task_kind",
     "with_system_prompt",
 ]

@@ -74,7 +74,7 @@ async def _run(args: argparse.Namespace) -> dict[str, int]:
         engine_generate_fn,
     )
     from datamind_ext.agent.replay import observation_diffs, split_prompt
-    from datamind_ext.agent.session import interpreter_factory
+    from datamind_ext.interpreter import InterpreterConfig, Limits, SessionProvider
 
     data = Path(args.data)
     rows = _load_rows(data)
@@ -94,7 +94,7 @@ async def _run(args: argparse.Namespace) -> dict[str, int]:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
-    sessions = interpreter_factory(limits={"timeout_s": args.cell_timeout_s})
+    sessions = SessionProvider(InterpreterConfig(limits=Limits(timeout_s=args.cell_timeout_s)))
     gate = asyncio.Semaphore(max(1, args.concurrency))
     out_path = Path(args.out) if args.out else data.with_suffix(".rollout.jsonl")
     counts = {"rows": len(rows), "void": 0, "failed": 0, "with_diffs": 0, "observation_diffs": 0}

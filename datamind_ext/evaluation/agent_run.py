@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from datamind_ext.evaluation.items import EvalItem, Response
+from datamind_ext.interpreter import InterpreterConfig, SessionProvider
+from datamind_ext.llm import ChatClient, EndpointConfig
 
 
 def materialize_inline_files(item: EvalItem, root: Path) -> list[str]:
@@ -34,8 +36,9 @@ def materialize_inline_files(item: EvalItem, root: Path) -> list[str]:
 class AgentGenerator:
     """``await gen(item, run)`` -> one :class:`Response` with the whole trajectory.
 
-    One shared HTTP client and one interpreter pool (a fresh session per episode) for all
-    concurrent episodes; the pool starts on first use. Close both with :meth:`aclose`.
+    One shared chat client and one interpreter session provider (a fresh session per episode,
+    the run's :class:`InterpreterConfig`) for all concurrent episodes, both owned by this
+    generator: close them with :meth:`aclose`.
     """
 
     def __init__(
@@ -45,41 +48,24 @@ class AgentGenerator:
         model: str,
         budgets: Any,
         sampling: dict[str, Any],
-        limits: Any = None,
+        interpreter: InterpreterConfig | None = None,
         files_dir: Path,
         session_factory: Any = None,
         api_key: str | None = None,
         request_timeout_s: float = 600.0,
         max_concurrency: int = 64,
     ) -> None:
-        from datamind_ext.llm import ChatClient, EndpointConfig
-
         self.base_url = base_url
         self.model = model
         self.budgets = budgets
-        self.limits = limits
         self.sampling = dict(sampling)
         self.files_dir = files_dir
-        self.session_factory = session_factory or self._pool_session
-        self._pool: Any = None
-        self._pool_lock: Any = None
+        self._sessions = None if session_factory is not None else SessionProvider(interpreter)
+        self.session_factory = session_factory or self._sessions
         self.api_key = api_key
         # Episodes in flight are bounded by the runner; the client bounds requests the same way.
         self.client = ChatClient(EndpointConfig(base_url=base_url, model=model, timeout_s=request_timeout_s,
                                                 max_concurrency=max_concurrency), api_key=api_key)
-
-    async def _pool_session(self, files: Any) -> Any:
-        """A session of the run's interpreter pool (the training interpreter, the run's limits)."""
-        import asyncio
-
-        from datamind_ext.interpreter import InterpreterPool, Limits
-
-        if self._pool_lock is None:
-            self._pool_lock = asyncio.Lock()
-        async with self._pool_lock:
-            if self._pool is None:
-                self._pool = await InterpreterPool(limits=self.limits or Limits()).start()
-        return await self._pool.open_session(list(files))
 
     async def __call__(self, item: EvalItem, run: int) -> Response:
         from datamind_ext.agent import run_chat_episode, with_system_prompt
@@ -120,5 +106,5 @@ class AgentGenerator:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-        if self._pool is not None:
-            await self._pool.close()
+        if self._sessions is not None:
+            await self._sessions.aclose()

@@ -76,7 +76,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
                         budgets=cfg.budgets.model_dump(), interpreter=cfg.interpreter.model_dump())
         gen = AgentGenerator(
             base_url=args.base_url, model=args.model, budgets=cfg.budgets, sampling=cfg.sampling.model_dump(),
-            limits=cfg.interpreter,
+            interpreter=cfg.interpreter,
             files_dir=out_dir / "work" / "inline_files", api_key=os.environ.get(args.api_key_env) or None,
             request_timeout_s=cfg.request_timeout_s,
         )

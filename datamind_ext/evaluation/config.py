@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 from datamind_ext.agent.config import AgentBudgets
 from datamind_ext.config import StrictModel
-from datamind_ext.interpreter import Limits
+from datamind_ext.interpreter import InterpreterConfig
 from datamind_ext.rewards import JudgeConfig
 
 
@@ -33,8 +33,9 @@ class EvalConfig(StrictModel):
     request_timeout_s: float = Field(600.0, gt=0, description="time limit of one chat completion request")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     budgets: AgentBudgets = Field(default_factory=AgentBudgets)
-    interpreter: Limits = Field(
-        default_factory=Limits, description="per-cell limits of the interpreter sessions (time, memory, output)"
+    interpreter: InterpreterConfig = Field(
+        default_factory=InterpreterConfig,
+        description="the interpreter sessions: per-cell limits (time, memory, output) and their pool",
     )
     judge: JudgeConfig = Field(
         default_factory=lambda: JudgeConfig(on_unreachable="error"),

@@ -29,19 +29,23 @@ The observation text for the model is not built here: pass the result to
 :func:`datamind_ext.protocol.observation_text`.
 """
 
+from datamind_ext.interpreter.config import InterpreterConfig
 from datamind_ext.interpreter.isolation import isolation_report
 from datamind_ext.interpreter.limits import Limits
 from datamind_ext.interpreter.pool import InterpreterError, InterpreterPool, MemoryReport, Session, describe_exit
+from datamind_ext.interpreter.provider import SessionProvider
 from datamind_ext.interpreter.result import ExecResult
 from datamind_ext.interpreter.sync import SyncInterpreterPool, SyncSession
 
 __all__ = [
     "ExecResult",
+    "InterpreterConfig",
     "InterpreterError",
     "InterpreterPool",
     "Limits",
     "MemoryReport",
     "Session",
+    "SessionProvider",
     "SyncInterpreterPool",
     "SyncSession",
     "describe_exit",

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from datamind_ext.config import StrictModel
+from datamind_ext.interpreter.config import InterpreterConfig
+from datamind_ext.interpreter.limits import Limits
 from datamind_ext.llm import EndpointConfig
 
 
@@ -45,7 +47,9 @@ class SynthConfig(StrictModel):
     samples_per_task: int = Field(3, ge=1, description="N trajectories sampled per LLM task")
     max_turns: int = Field(10, ge=1)
     critique_rounds: int = Field(1, ge=0, description="critique-and-resample rounds for inconsistent tasks")
-    cell_timeout_s: float = Field(30.0, gt=0)
+    interpreter: InterpreterConfig = Field(
+        default_factory=lambda: InterpreterConfig(limits=Limits(output_max_chars=4096)),
+        description="the interpreter sessions programs and trajectories run in (limits.timeout_s: per cell)")
     max_obs_chars: int = Field(2048, ge=64)
     max_answer_chars: int = Field(1024, ge=1, description="rule filter: longest final answer")
     llm: LLMConfig = Field(default_factory=LLMConfig)

@@ -1,17 +1,21 @@
-"""Where synthesis runs code: the project's interpreter, behind a two-method interface.
+"""Where synthesis runs code: interpreter sessions from a :class:`SessionProvider`, one per config.
 
-Stages take an :class:`Executor` so the same code runs with an interpreter pool in-process, in
-a Ray worker (one pool per worker process, see :func:`shared_executor`), or in tests.
+Stages hand top-level functions and plain items to :func:`~datamind_ext.synthesis.runner.map_unordered`,
+which runs them in-process or as Ray tasks, so a function finds its sessions through
+:func:`provider_for` with the stage's :class:`InterpreterConfig` (carried in the item): one
+provider per process and config (its warm zygote is costly to start, and a Ray worker runs many
+items), never one that ignores the settings it is asked for. The stage that started the work
+closes this process's providers with :func:`close_providers` before its event loop ends; a Ray
+worker's close when the worker exits (the zygote exits when its control socket closes).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Protocol
 
+from datamind_ext.interpreter.config import InterpreterConfig
+from datamind_ext.interpreter.provider import SessionProvider
 from datamind_ext.protocol.observation import ExecutionLike
 
 
@@ -20,70 +24,26 @@ class Session(Protocol):
 
 
 class Executor(Protocol):
+    """What synthesis needs of an interpreter (a :class:`SessionProvider` is one)."""
+
     def session(self, files: list[str]) -> AbstractAsyncContextManager[Session]: ...
 
     async def aclose(self) -> None: ...
 
 
-class InterpreterExecutor:
-    """Sessions of the project's interpreter pool (forked, sandboxed, persistent), started lazily.
-
-    The pool's sockets and semaphores belong to the event loop that first uses it, so an executor
-    lives within one loop: stages close it with :func:`close_shared_executor` before their loop
-    ends, and Ray workers keep one loop per process (see :mod:`runner`).
-    """
-
-    def __init__(self, timeout_s: float = 30.0, output_max_chars: int = 4096, max_concurrency: int | None = None) -> None:
-        from datamind_ext.interpreter.limits import Limits
-        from datamind_ext.interpreter.pool import InterpreterPool
-
-        self.pool = InterpreterPool(limits=Limits(timeout_s=timeout_s, output_max_chars=output_max_chars),
-                                    max_concurrency=max_concurrency)
-        self._start_lock: asyncio.Lock | None = None
-        self._closing: set[asyncio.Task] = set()
-
-    async def _ensure_started(self) -> None:
-        if self._start_lock is None:
-            self._start_lock = asyncio.Lock()
-        async with self._start_lock:
-            await self.pool.start()  # idempotent
-
-    @contextlib.asynccontextmanager
-    async def session(self, files: list[str]) -> AsyncIterator[Session]:
-        """A fresh session; it is closed in the background after use.
-
-        Closing (waiting for the process to exit, removing its directory) takes ~0.1 s, longer
-        than running a typical task program, so the caller does not wait for it; :meth:`aclose`
-        does. The pool's session limit still bounds how many exist at once.
-        """
-        await self._ensure_started()
-        s = await self.pool.open_session(files=files)
-        try:
-            yield s
-        finally:
-            task = asyncio.ensure_future(s.close())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-
-    async def aclose(self) -> None:
-        if self._closing:
-            await asyncio.gather(*list(self._closing), return_exceptions=True)
-        await self.pool.close()
+_PROVIDERS: dict[str, SessionProvider] = {}
 
 
-_SHARED: InterpreterExecutor | None = None
+def provider_for(config: InterpreterConfig) -> SessionProvider:
+    """This process's provider for ``config`` (sessions closed in the background: see SessionProvider)."""
+    key = config.model_dump_json()
+    if key not in _PROVIDERS:
+        _PROVIDERS[key] = SessionProvider(config, close_in_background=True)
+    return _PROVIDERS[key]
 
 
-def shared_executor(**kwargs: Any) -> InterpreterExecutor:
-    """One executor per process and event loop (its warm zygote is costly to start)."""
-    global _SHARED
-    if _SHARED is None:
-        _SHARED = InterpreterExecutor(**kwargs)
-    return _SHARED
-
-
-async def close_shared_executor() -> None:
-    global _SHARED
-    if _SHARED is not None:
-        ex, _SHARED = _SHARED, None
-        await ex.aclose()
+async def close_providers() -> None:
+    """Close every provider this process made (from the event loop that used them)."""
+    while _PROVIDERS:
+        _, provider = _PROVIDERS.popitem()
+        await provider.aclose()

@@ -32,7 +32,7 @@ from datamind_ext.agent.prompts import system_prompt
 from datamind_ext.llm import ChatClient, LLMError, UsageLedger
 from datamind_ext.protocol import Message, Trajectory
 from datamind_ext.synthesis.config import SynthConfig
-from datamind_ext.synthesis.execute import close_shared_executor, shared_executor
+from datamind_ext.synthesis.execute import close_providers, provider_for
 from datamind_ext.synthesis.filters import answers_agree
 from datamind_ext.synthesis.programs import TaskSpec, _difficulty
 from datamind_ext.synthesis.prompts import critique_text, generator_prompt, judge_prompt
@@ -148,10 +148,10 @@ async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: ChatClient
     plain_system = system_prompt(spec.files, max_turns=cfg.max_turns, template=cfg.system_prompt, kind="files")
     hinted_system = system_prompt(spec.files, max_turns=cfg.max_turns, template=cfg.system_prompt, kind="files",
                                   knowledge=workflow_hint(spec.category))
-    # the cell time limit is the interpreter's (the executor's timeout_s)
+    # the cell time limit is the interpreter's (cfg.interpreter.limits.timeout_s)
     budgets = AgentBudgets(max_turns=cfg.max_turns, max_tokens_per_turn=cfg.llm.max_tokens,
                            max_response_tokens=cfg.max_turns * cfg.llm.max_tokens, max_observation_chars=cfg.max_obs_chars)
-    executor = shared_executor(timeout_s=cfg.cell_timeout_s)
+    executor = provider_for(cfg.interpreter)
     new: list[dict[str, Any]] = []
     critique = ""
     reason = "inconsistent"
@@ -252,5 +252,5 @@ async def run_llm_trajectories(cfg: SynthConfig, store: JsonlStore, tasks: list[
                 finally:
                     await client.aclose()
     finally:
-        await close_shared_executor()
+        await close_providers()
         _save_ledger(cfg, ledger)

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from datamind_ext.errors import UserError
+from datamind_ext.interpreter.config import InterpreterConfig
 from datamind_ext.synthesis import profile as prof_mod
 from datamind_ext.synthesis.config import SynthConfig
-from datamind_ext.synthesis.execute import close_shared_executor, shared_executor
+from datamind_ext.synthesis.execute import close_providers, provider_for
 from datamind_ext.synthesis.expert import expert_trajectory, ground_truths
 from datamind_ext.synthesis.programs import TaskSpec, make_task_specs
 from datamind_ext.synthesis.runner import ensure_ray, map_unordered, progress
@@ -98,14 +99,15 @@ def profile_counts(cfg: SynthConfig) -> dict[str, int]:
 
 
 def _exec_kwargs(cfg: SynthConfig) -> dict[str, Any]:
-    return {"timeout_s": cfg.cell_timeout_s}
+    """The interpreter settings an item carries to the process that runs it (see execute.py)."""
+    return cfg.interpreter.model_dump()
 
 
 async def _verify_batch(item: dict[str, Any]) -> list[dict[str, Any]]:
     """Ground truths of a batch of programs over the same table, in one interpreter session."""
     specs = [TaskSpec(**d) for d in item["specs"]]
     try:
-        results = await ground_truths(specs, shared_executor(**item["exec"]), item["data_root"])
+        results = await ground_truths(specs, provider_for(InterpreterConfig(**item["exec"])), item["data_root"])
     except Exception as err:  # noqa: BLE001 — an infrastructure failure: not stored, retried on the next run
         return [{"key": s.key, "status": "error", "reason": f"{type(err).__name__}: {err}"[:300]} for s in specs]
     return [{"key": s.key, "status": "ok" if gold is not None else "rejected", "reason": why, "gold": gold,
@@ -151,7 +153,7 @@ async def run_tasks(cfg: SynthConfig) -> dict[str, int]:
                         _append_or_count(store, rec, errors)
                     bar.update(len(recs))
         finally:
-            await close_shared_executor()
+            await close_providers()
     if cfg.generator in ("llm", "both"):
         from datamind_ext.synthesis.llm_pipeline import run_llm_tasks
 
@@ -191,7 +193,7 @@ def load_tasks(cfg: SynthConfig, status: str = "ok") -> list[dict[str, Any]]:
 async def _expert_one(item: dict[str, Any]) -> dict[str, Any]:
     spec = TaskSpec(**item["spec"])
     try:
-        traj, why = await expert_trajectory(spec, item["gold"], shared_executor(**item["exec"]), item["data_root"],
+        traj, why = await expert_trajectory(spec, item["gold"], provider_for(InterpreterConfig(**item["exec"])), item["data_root"],
                                             item["max_obs_chars"], system_template=item["system_prompt"])
     except Exception as err:  # noqa: BLE001 — not stored, retried on the next run
         return {"key": item["key"], "status": "error", "reason": f"{type(err).__name__}: {err}"[:300]}
@@ -221,7 +223,7 @@ async def run_trajectories(cfg: SynthConfig) -> dict[str, int]:
                 _append_or_count(store, rec, errors)
                 bar.update(1)
     finally:
-        await close_shared_executor()
+        await close_providers()
     if any(t["spec"].get("source") == "llm" for t in tasks):
         from datamind_ext.synthesis.llm_pipeline import run_llm_trajectories
 

@@ -13,7 +13,7 @@ budgets, void flag). This class only adapts verl's inputs and outputs.
 Configuration (all optional), in the trainer config::
 
     +datamind.agent.max_turns=10  +datamind.agent.max_observation_chars=2048  ...   # AgentBudgets keys
-    +datamind.interpreter.<key>=...                                                # InterpreterPool kwargs
+    +datamind.interpreter.<key>=...                                                # InterpreterConfig keys
 
 ``max_response_tokens`` defaults to ``rollout.response_length`` and can only be lowered.
 Per-row inputs: ``raw_prompt`` (messages), ``extra_info.files`` (data file paths; a
@@ -58,8 +58,9 @@ from datamind_ext.agent.config import AgentBudgets
 from datamind_ext.agent.loop import Episode, TurnLoop
 from datamind_ext.agent.policies import TokenServerPolicy
 from datamind_ext.agent.prompts import with_system_prompt
-from datamind_ext.agent.session import SessionFactory, interpreter_factory
+from datamind_ext.agent.session import SessionFactory
 from datamind_ext.config import parse_config
+from datamind_ext.interpreter import InterpreterConfig, SessionProvider
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,8 @@ class DataMindAgentLoop(AgentLoopBase):
         })
         cls = type(self)
         if cls.session_factory is None:
-            pool_kwargs = dict(dm.get("interpreter") or {})
-            cls.session_factory = interpreter_factory(**pool_kwargs)
+            interpreter = parse_config(InterpreterConfig, dm.get("interpreter") or {}, "datamind.interpreter")
+            cls.session_factory = SessionProvider(interpreter)
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         messages = [dict(m) for m in _plain(kwargs["raw_prompt"])]
