@@ -226,8 +226,8 @@ def test_bird_result_csv_from_responses_file(data, tmp_path):
     csv_path = tmp_path / "pred.csv"
     csv_path.write_text("n\n2\n")
     s = score("bird", data / "bird", tmp_path / "out", {"0": {"result_csv": str(csv_path)}})
-    assert s["overall"]["paper"]["pass@1"] == 1.0
-    assert s["overall"]["official"]["pass@1"] == 0.0  # no SQL: official EX cannot be computed, counted wrong
+    assert s["overall"]["paper"]["pass@1_scored"] == 1.0
+    assert s["overall"]["official"]["pass@1_scored"] == 0.0  # no SQL: official EX cannot be computed, counted wrong
 
 
 def test_bird_missing_database(data):
@@ -315,7 +315,7 @@ def test_bird_broken_gold_sql_fails_only_its_unit(data, tmp_path):
     path.write_text(json.dumps(rows))
     s = score("bird", data / "bird", tmp_path / "o", {"0": {"sql": "SELECT 2"}, "2": {"sql": "SELECT 1"}})
     assert s["errors"] == 1 and "gold SQL failed" in s["first_error"]
-    assert s["overall"]["paper"]["pass@1"] == 1.0 and s["overall"]["paper"]["items"] == 1
+    assert s["overall"]["paper"]["pass@1_scored"] == 1.0 and s["overall"]["paper"]["items_scored"] == 1
 
 
 def test_bird_sql_is_the_call_that_wrote_the_named_csv():

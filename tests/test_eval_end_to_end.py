@@ -15,6 +15,7 @@ from datamind_ext.cli.main import main
 from datamind_ext.testing.openai_server import OpenAITestServer, RecordedRequest
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "eval"
+PING = "Reply with OK."  # the endpoint check's one-token request, sent once before every agent run
 
 
 @pytest.fixture
@@ -34,6 +35,8 @@ def scripted(turns: dict[str, tuple[str, str]]):
 
     def respond(req: RecordedRequest) -> str:
         question = next(m["content"] for m in req.messages if m["role"] == "user")
+        if question == PING:
+            return "OK"
         code, answer = next(v for key, v in turns.items() if key in question)
         if not any(m["role"] == "assistant" for m in req.messages):
             return f"<think>look at the data</think>\n<code>\n```python\n{code}\n```\n</code>"
@@ -58,19 +61,20 @@ def test_dabench_agent_run_k2_resume_and_outputs(data, tmp_path, capsys):
         "rainfall correlated": ("print('no idea')", "@correlation[0.5] @mean_rain[1] @wettest_month[may]"),
     }
     out = tmp_path / "out"
-    argv = ["eval", "dabench", "--data", str(data / "dabench"), "--model", "m", "--base-url", "", "--k", "2",
+    argv = ["eval", "dabench", "--data", str(data / "dabench"), "--model", "test-model", "--base-url", "", "--k", "2",
             "--out", str(out), "--no-progress", "--concurrency", "4"]
     with OpenAITestServer(respond=scripted(turns)) as srv:
         argv[argv.index("--base-url") + 1] = srv.base_url
         assert main(argv) == 0
         first_requests = srv.request_count
-        assert first_requests == 3 * 2 * 2  # 3 questions x 2 runs x (code turn + answer turn)
-        body = srv.requests[0].body
+        assert first_requests == 1 + 3 * 2 * 2  # the check, then 3 questions x 2 runs x (code + answer turn)
+        assert srv.requests[0].last_user_text == PING and srv.requests[0].body["max_tokens"] == 1
+        body = srv.requests[1].body
         assert body["temperature"] == 0.7 and body["top_p"] == 0.95 and "</code>" in body["stop"]
         assert body["messages"][0]["role"] == "system" and "shop_sales.csv" in body["messages"][0]["content"]
-        # rerun: everything is done, nothing is asked again, no duplicate lines
+        # rerun: everything is done, nothing is asked again (but the check), no duplicate lines
         assert main(argv) == 0
-        assert srv.request_count == first_requests
+        assert srv.request_count == first_requests + 1
     rows = read_results(out)
     assert len(rows) == 6 and len({(r["item_id"], r["run"]) for r in rows}) == 6
     by_item = {r["item_id"]: r for r in rows if r["run"] == 0}
@@ -99,7 +103,7 @@ def test_dabench_agent_run_k2_resume_and_outputs(data, tmp_path, capsys):
     with OpenAITestServer(respond=scripted(turns)) as srv:
         argv[argv.index("--base-url") + 1] = srv.base_url
         assert main(argv) == 0
-        assert srv.request_count == 2
+        assert srv.request_count == 1 + 2
     assert len(read_results(out)) == 6
 
 
@@ -115,7 +119,7 @@ def test_tablebench_and_bird_agent_runs(data, tmp_path):
     }
     out = tmp_path / "tb"
     with OpenAITestServer(respond=scripted(tb_turns)) as srv:
-        assert main(["eval", "tablebench", "--data", str(data / "tablebench"), "--model", "m", "--base-url",
+        assert main(["eval", "tablebench", "--data", str(data / "tablebench"), "--model", "test-model", "--base-url",
                      srv.base_url, "--k", "1", "--out", str(out), "--no-progress"]) == 0
     rows = {r["item_id"]: r for r in read_results(out)}
     # the table reached the interpreter as table.csv: the observation (35) became the answer
@@ -136,9 +140,9 @@ def test_tablebench_and_bird_agent_runs(data, tmp_path):
     }
     out = tmp_path / "bird"
     with OpenAITestServer(respond=scripted(bird_turns)) as srv:
-        assert main(["eval", "bird", "--data", str(data / "bird"), "--model", "m", "--base-url", srv.base_url,
+        assert main(["eval", "bird", "--data", str(data / "bird"), "--model", "test-model", "--base-url", srv.base_url,
                      "--k", "1", "--out", str(out), "--no-progress"]) == 0
-        assert "execute_sql" in srv.requests[0].body["messages"][0]["content"]  # the database prompt
+        assert "execute_sql" in srv.requests[1].body["messages"][0]["content"]  # the database prompt
     rows = {r["item_id"]: r for r in read_results(out)}
     assert rows["0"]["scores"]["paper"]["correct"] is True and rows["0"]["scores"]["official"]["correct"] is True
     assert rows["1"]["scores"]["paper"]["correct"] is False
@@ -157,7 +161,7 @@ def test_qrdata_agent_run_and_responses_mode(data, tmp_path):
     }
     out = tmp_path / "agent"
     with OpenAITestServer(respond=scripted(turns)) as srv:
-        assert main(["eval", "qrdata", "--data", str(data / "qrdata"), "--model", "m", "--base-url", srv.base_url,
+        assert main(["eval", "qrdata", "--data", str(data / "qrdata"), "--model", "test-model", "--base-url", srv.base_url,
                      "--k", "1", "--out", str(out), "--no-progress"]) == 0
     rows = {r["item_id"]: r for r in read_results(out)}
     assert rows["0"]["scores"]["official"]["correct"] is True  # "0.75" came from the real interpreter
@@ -209,7 +213,7 @@ def test_judge_unreachable_fails_the_unit_and_rerun_retries(data, tmp_path):
     argv = ["eval", "dabench", "--data", str(data / "dabench"), "--responses", str(responses), "--out", str(out),
             "--no-progress", "--config", str(cfg), "--judge-model", "j"]
     with OpenAITestServer(respond=["<verdict>correct</verdict>"], errors=[503]) as srv:
-        assert main([*argv, "--judge-base-url", srv.base_url]) == 0
+        assert main([*argv, "--judge-base-url", srv.base_url]) == 1  # a failed unit: non-zero exit
         row = read_results(out)[0]
         assert row["error"].startswith("scoring failed: JudgeUnreachable") and row["scores"] == {}
         assert main([*argv, "--judge-base-url", srv.base_url]) == 0  # the rerun retries the failed unit
@@ -244,8 +248,20 @@ def test_report_combines_runs(data, tmp_path):
                      "--no-progress"]) == 0
     assert main(["eval", "report", "--runs", *outs, "--out", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "| dabench | paper | 50.00 |" in md and "| qrdata | paper | 50.00 |" in md and "| **average** | | 50.00" in md
+    # over all items of each benchmark (3 each, one missing from DABench's file): 1 of 3 right
+    assert "| dabench (dabench.jsonl) | dabench | paper | 33.33 | (k = 1) | 1 | 3 | 66.67 |" in md
+    assert "| qrdata (qrdata.jsonl) | qrdata | paper | 33.33 |" in md
+    assert "| **average over 2 benchmarks** | | | 33.33" in md
     assert (tmp_path / "report" / "benchmarks_pass_at_1.png").stat().st_size > 1000
+    # two runs of one benchmark are named apart and never averaged together
+    f = tmp_path / "better.jsonl"
+    f.write_text(json.dumps({"id": 2, "response": "@max_price[6.0] @top_region[north]"}) + "\n")
+    assert main(["eval", "dabench", "--data", str(data / "dabench"), "--responses", str(f), "--out",
+                 str(tmp_path / "dabench2"), "--no-progress"]) == 0
+    assert main(["eval", "report", "--runs", outs[0], str(tmp_path / "dabench2"), "--out", str(tmp_path / "r2")]) == 0
+    md = (tmp_path / "r2" / "report.md").read_text()
+    assert "| dabench (dabench.jsonl) |" in md and "| dabench2 (better.jsonl) |" in md and "average" not in md
+    assert main(["eval", "report", "--runs", outs[0], "--out", str(f)]) == 2  # --out is a file
 
 
 def test_judge_fallback_rule_is_labelled(data, tmp_path):
@@ -277,7 +293,7 @@ def test_agent_run_against_a_real_model_server(data, tmp_path, tiny_model_path):
     engine = HFGenerationEngine(tiny_model_path, max_batch_size=8)
     try:
         with BackgroundServer(engine) as srv:
-            assert main(["eval", "dabench", "--data", str(data / "dabench"), "--model", "tiny", "--base-url",
+            assert main(["eval", "dabench", "--data", str(data / "dabench"), "--model", Path(tiny_model_path).name, "--base-url",
                          srv.base_url, "--k", "1", "--out", str(out), "--no-progress", "--config", str(cfg)]) == 0
     finally:
         engine.close()

@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--judge-model", help="LLM judge model (DiscoveryBench needs one; others use it for 'paper')")
     p.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge")
     p.add_argument("--runs", nargs="+", help="with 'report': output folders of finished runs")
+    p.add_argument("--restart", action="store_true",
+                   help="start over: remove the previous run's results in --out (needed when settings changed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 

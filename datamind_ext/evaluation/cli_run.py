@@ -16,7 +16,8 @@ from datamind_ext.evaluation.benchmark import ScoringContext, get_benchmark
 from datamind_ext.evaluation.config import EvalConfig
 from datamind_ext.evaluation.plots import plot_benchmarks
 from datamind_ext.evaluation.responses import read_responses
-from datamind_ext.evaluation.runner import run_benchmark
+from datamind_ext.evaluation.report import pass_headers
+from datamind_ext.evaluation.runner import clear_run, run_benchmark, settings_digest
 
 
 def _config(args: argparse.Namespace) -> EvalConfig:
@@ -48,12 +49,20 @@ def run_eval_command(args: argparse.Namespace) -> int:
         raise UserError("running the agent needs both --model and --base-url")
     if args.field and not args.responses:
         raise UserError("--field names the answer key of a --responses file")
+    out_dir = Path(args.out).expanduser().resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {args.out}: is a file; give a folder (it will hold results.jsonl, summary.md, ...)")
     cfg = _config(args)
     bench = get_benchmark(args.bench)
     items = bench.load(Path(args.data).expanduser().resolve(), need_files=agent_mode)
     if args.limit is not None:
         items = items[: max(args.limit, 0)]
-    out_dir = Path(args.out).expanduser().resolve()
+    if agent_mode:
+        from datamind_ext.evaluation.endpoint_check import check_endpoint
+
+        check_endpoint(args.base_url, args.model, api_key=os.environ.get(args.api_key_env) or None)
+    if args.restart:
+        clear_run(out_dir)
 
     from datamind_ext.evaluation.judge import make_judge
 
@@ -66,6 +75,16 @@ def run_eval_command(args: argparse.Namespace) -> int:
         "data": str(Path(args.data).resolve()),
         "judge": cfg.judge.resolved_model(),
     }
+    # What changes the answers or their scores: a resumed run must have been made with the same.
+    settings: dict[str, Any] = {
+        "sql_timeout_s": cfg.sql_timeout_s,
+        "judge": cfg.judge.model_dump(include={"model", "temperature", "max_tokens", "on_unreachable"}),
+    }
+    if agent_mode:
+        settings.update(sampling=cfg.sampling.model_dump(), budgets=cfg.budgets.model_dump(),
+                        interpreter=cfg.interpreter.model_dump(), request_timeout_s=cfg.request_timeout_s)
+    run_info["settings"] = settings
+    run_info["settings_sha"] = settings_digest(settings)
     notes = list(bench.notes)
     gen = None
     responses = None
@@ -99,28 +118,42 @@ def run_eval_command(args: argparse.Namespace) -> int:
 
     summary = asyncio.run(go())
     _print_headline(summary, out_dir)
-    return 0
+    return 1 if summary["errors"] else 0
+
+
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f}"
 
 
 def _print_headline(summary: dict[str, Any], out_dir: Path) -> None:
     k = summary["k"]
     for name, m in summary["overall"].items():
+        cov = f"coverage {_fmt(m['coverage'])} % ({m['scored']} of {m['items'] * k} scored)"
         if name in summary["graded_scorers"]:
-            print(f"{summary['benchmark']} {name}: mean {m['mean_value'] or 0:.4f}")
+            print(f"{summary['benchmark']} {name}: mean {m['mean_value'] or 0:.4f} over all {m['items']} items")
         else:
-            p1 = "—" if m["pass@1"] is None else f"{100 * m['pass@1']:.2f}"
-            pk = "—" if m["pass@k"] is None else f"{100 * m['pass@k']:.2f}"
-            print(f"{summary['benchmark']} {name}: pass@1 {p1}  pass@{k} {pk}  ({m['scored']} scored)")
+            figures = "  ".join(f"{h} {_fmt(m['pass@1' if h == 'pass@1' else 'pass@k'])}" for h in pass_headers(k))
+            print(f"{summary['benchmark']} {name}: {figures}  {cov}")
+    a = summary["answers"]
+    void = "; ".join(f"{n} {reason}" for reason, n in a["void_reasons"].items())
+    print(f"answered {_fmt(a['answered_rate'])} %, void {_fmt(a['void_rate'])} %" + (f" ({void})" if void else ""))
     if summary["errors"]:
         print(f"{summary['errors']} unit(s) failed (first: {summary['first_error']}); rerun the same command to retry")
     print(f"results in {out_dir}")
 
 
+def run_name(summary: dict[str, Any], folder: str) -> str:
+    """How a run is named in reports: its folder, and the model or responses file it scored."""
+    run = summary.get("run") or {}
+    source = run.get("model") or (Path(run["responses"]).name if run.get("responses") else None)
+    return f"{Path(folder).name} ({source})" if source else Path(folder).name
+
+
 def run_report_command(args: argparse.Namespace) -> int:
-    """Combine finished runs: one Markdown table and one plot of pass@1/pass@k per benchmark."""
+    """Combine finished runs: one Markdown table (a row per run, each named) and one plot."""
     if not args.runs:
         raise UserError("'eval report' needs --runs OUT_DIR [OUT_DIR ...]")
-    summaries = []
+    summaries, names = [], []
     for d in args.runs:
         path = Path(d) / "summary.json"
         if not path.is_file():
@@ -129,19 +162,25 @@ def run_report_command(args: argparse.Namespace) -> int:
             summaries.append(json.loads(path.read_text(encoding="utf-8")))
         except json.JSONDecodeError as err:
             raise UserError(f"{path}: not valid JSON: {err.msg}") from None
+        names.append(run_name(summaries[-1], d))
     out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {args.out}: is a file; give a folder for report.md and the plot")
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["| benchmark | scorer | pass@1 | pass@k | k | items |", "|---|---|---|---|---|---|"]
-    for s in summaries:
+    lines = ["| run | benchmark | scorer | pass@1 | pass@k | k | items | coverage |", "|---|---|---|---|---|---|---|---|"]
+    for name, s in zip(names, summaries, strict=True):
         m = s["overall"][s["primary_scorer"]]
-        p1 = "—" if m["pass@1"] is None else f"{100 * m['pass@1']:.2f}"
-        pk = "—" if m["pass@k"] is None else f"{100 * m['pass@k']:.2f}"
-        lines.append(f"| {s['benchmark']} | {s['primary_scorer']} | {p1} | {pk} | {s['k']} | {m['items']} |")
+        pk = _fmt(m["pass@k"]) if s["k"] > 1 else "(k = 1)"
+        lines.append(f"| {name} | {s['benchmark']} | {s['primary_scorer']} | {_fmt(m['pass@1'])} | {pk} | "
+                     f"{s['k']} | {m['items']} | {_fmt(m.get('coverage'))} |")
+    benchmarks = [s["benchmark"] for s in summaries]
     scored = [s["overall"][s["primary_scorer"]]["pass@1"] for s in summaries]
-    if scored and all(x is not None for x in scored):
-        lines.append(f"| **average** | | {100 * sum(scored) / len(scored):.2f} | | | |")
+    # An average only means something over distinct benchmarks (one run each), never over repeats.
+    if len(summaries) > 1 and len(set(benchmarks)) == len(benchmarks) and all(x is not None for x in scored):
+        lines.append(f"| **average over {len(scored)} benchmarks** | | | {_fmt(sum(scored) / len(scored))} "
+                     "| | | | |")
     (out_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    plot_benchmarks(summaries, out_dir / "benchmarks_pass_at_1.png")
+    plot_benchmarks(summaries, names, out_dir / "benchmarks_pass_at_1.png")
     print("\n".join(lines))
     print(f"report in {out_dir}")
     return 0

@@ -30,7 +30,36 @@ RESULTS_FILE = "results.jsonl"
 RESPONSES_FILE = "responses.jsonl"
 RUN_FILE = "run.json"
 #: What must not change between a run and its resumption in the same folder.
-IDENTITY_KEYS = ("benchmark", "mode", "model", "responses", "judge")
+IDENTITY_KEYS = ("benchmark", "mode", "model", "responses", "judge", "settings_sha")
+#: Everything a run writes in its folder (``--restart`` removes these and nothing else).
+RUN_OUTPUTS = (RESULTS_FILE, RESPONSES_FILE, RUN_FILE, "summary.json", "summary.md", "work")
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    """A short hash of the run settings that change answers or scores (recorded in run.json)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def clear_run(out_dir: Path) -> None:
+    """Remove a previous run's outputs from ``out_dir`` (``--restart``), leaving other files alone."""
+    import shutil
+
+    for name in RUN_OUTPUTS:
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    for plot in out_dir.glob("*_pass_at_1.png"):
+        plot.unlink()
+
+
+def _changed_settings(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ (for the refusal message)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [c for key in sorted(set(before) | set(after))
+                for c in _changed_settings(before.get(key), after.get(key), f"{prefix}{key}.")]
+    return [] if before == after else [f"{prefix.rstrip('.')} {before!r} -> {after!r}"]
 
 
 def response_sha(resp: Response) -> str:
@@ -46,11 +75,19 @@ def check_identity(out_dir: Path, identity: dict[str, Any]) -> None:
             before = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             before = {}
-        changed = [k for k in IDENTITY_KEYS if k in before and before.get(k) != identity.get(k)]
+        changed = [k for k in IDENTITY_KEYS if k != "settings_sha" and k in before
+                   and before.get(k) != identity.get(k)]
         if changed:
             what = ", ".join(f"{k} {before.get(k)!r} -> {identity.get(k)!r}" for k in changed)
-            raise UserError(f"{out_dir} holds another run ({what}); use a new --out folder")
-    path.write_text(json.dumps({k: identity.get(k) for k in IDENTITY_KEYS}, indent=2) + "\n", encoding="utf-8")
+            raise UserError(f"{out_dir} holds another run ({what}); use a new --out folder (or --restart)")
+        if before.get("settings_sha") != identity.get("settings_sha"):
+            diff = _changed_settings(before.get("settings") or {}, identity.get("settings") or {})
+            what = "; ".join(diff[:4]) or f"settings hash {before.get('settings_sha')} -> {identity.get('settings_sha')}"
+            raise UserError(f"{out_dir} holds a run made with other settings ({what}); resuming would mix them: "
+                            "use a new --out folder, or --restart to start over")
+    record = {k: identity.get(k) for k in IDENTITY_KEYS}
+    record["settings"] = identity.get("settings")
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def void_scores(bench: Benchmark, reason: str) -> dict[str, Score]:
@@ -209,7 +246,8 @@ async def run_benchmark(
         bar.close()
 
     results = [r for key, r in sorted(load_results(out_dir).items()) if key in wanted]
-    summary = summarize(bench, results, k=k, n_items_total=len(items), notes=list(notes or []), run_info=run_info)
+    summary = summarize(bench, results, k=k, item_categories={it.item_id: it.categories for it in items},
+                        notes=list(notes or []), run_info=run_info)
     write_summary(out_dir, summary)
     plot_benchmark(summary, out_dir / f"{bench.name}_pass_at_1.png")
     return summary

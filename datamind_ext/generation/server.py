@@ -29,6 +29,8 @@ def build_app(engine: HFGenerationEngine, *, model_name: str | None = None) -> A
     from fastapi.responses import JSONResponse
 
     served_name = model_name or Path(engine.model_path).name
+    # Listed as vLLM lists an unnamed model (the path it was given), and by its folder name.
+    served_ids = [model_name] if model_name else list(dict.fromkeys([engine.model_path, served_name]))
     app = FastAPI(title="datamind-ext generation server")
 
     @app.get("/health")
@@ -37,7 +39,8 @@ def build_app(engine: HFGenerationEngine, *, model_name: str | None = None) -> A
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": served_name, "object": "model", "owned_by": "datamind-ext"}]}
+        return {"object": "list",
+                "data": [{"id": name, "object": "model", "owned_by": "datamind-ext"} for name in served_ids]}
 
     @app.post("/generate")
     async def generate(body: dict[str, Any]) -> dict[str, Any]:
