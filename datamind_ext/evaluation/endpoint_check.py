@@ -7,6 +7,9 @@ Without it a wrong ``--base-url`` (a typo, a server not up, the ``/v1`` left off
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,56 +21,62 @@ def _v1_hint(base_url: str) -> str:
     return "" if path.endswith("/v1") else f" (OpenAI-compatible servers serve under /v1: try {base_url.rstrip('/')}/v1)"
 
 
+def _http(url: str, *, headers: dict[str, str], timeout_s: float, body: dict[str, Any] | None = None
+          ) -> tuple[int, str]:
+    """(status, body text) of one GET (or POST of ``body`` as JSON); network errors raise OSError."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={**headers, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - the user's own endpoint
+            return resp.status, resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode("utf-8", "replace")
+
+
 def check_endpoint(base_url: str, model: str, *, api_key: str | None = None, timeout_s: float = 30.0,
                    what: str = "--base-url") -> None:
     """Raise :class:`UserError` unless ``base_url`` lists ``model`` and answers a one-token request."""
-    import httpx
-
     base = base_url.rstrip("/")
     if not urlsplit(base).scheme.startswith("http"):
         raise UserError(f"{what} {base_url!r}: expected an http(s) URL such as http://localhost:8000/v1")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(timeout=timeout_s, headers=headers) as client:
-        try:
-            listing = client.get(f"{base}/models")
-        except httpx.HTTPError as err:
-            raise UserError(f"{what} {base_url}: cannot reach the server ({type(err).__name__}: {err})") from None
-        if listing.status_code in (401, 403):
-            raise UserError(f"{what} {base_url}: the server refused the API key (HTTP {listing.status_code})")
-        served = _model_ids(listing)
-        if served is None:
-            raise UserError(f"{what} {base_url}: GET {base}/models gave HTTP {listing.status_code}, not a model "
-                            f"list{_v1_hint(base)}")
-        if model not in served:
-            raise UserError(f"{what} {base_url} does not serve model {model!r} (it serves: "
-                            f"{', '.join(served) or 'nothing'})")
-        body = {"model": model, "messages": [{"role": "user", "content": "Reply with OK."}], "max_tokens": 1,
-                "temperature": 0}
-        try:
-            reply = client.post(f"{base}/chat/completions", json=body)
-        except httpx.HTTPError as err:
-            raise UserError(f"{what} {base_url}: a one-token test request failed ({type(err).__name__}: {err})") from None
-        if reply.status_code != 200 or not _is_completion(reply):
-            raise UserError(f"{what} {base_url}: a one-token test request to {base}/chat/completions gave HTTP "
-                            f"{reply.status_code}: {reply.text[:200]}{_v1_hint(base)}")
+    try:
+        status, text = _http(f"{base}/models", headers=headers, timeout_s=timeout_s)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{what} {base_url}: cannot reach the server ({type(err).__name__}: {err})") from None
+    if status in (401, 403):
+        raise UserError(f"{what} {base_url}: the server refused the API key (HTTP {status})")
+    served = _model_ids(status, text)
+    if served is None:
+        raise UserError(f"{what} {base_url}: GET {base}/models gave HTTP {status}, not a model list{_v1_hint(base)}")
+    if model not in served:
+        raise UserError(f"{what} {base_url} does not serve model {model!r} (it serves: {', '.join(served) or 'nothing'})")
+    body = {"model": model, "messages": [{"role": "user", "content": "Reply with OK."}], "max_tokens": 1,
+            "temperature": 0}
+    try:
+        status, text = _http(f"{base}/chat/completions", headers=headers, timeout_s=timeout_s, body=body)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{what} {base_url}: a one-token test request failed ({type(err).__name__}: {err})") from None
+    if status != 200 or not _is_completion(text):
+        raise UserError(f"{what} {base_url}: a one-token test request to {base}/chat/completions gave HTTP "
+                        f"{status}: {text[:200]}{_v1_hint(base)}")
 
 
-def _model_ids(resp: Any) -> list[str] | None:
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _model_ids(status: int, text: str) -> list[str] | None:
     """The model ids of a ``/models`` reply; None if it is not one."""
-    if resp.status_code != 200:
+    data = _json(text) if status == 200 else None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         return None
-    try:
-        data = resp.json().get("data")
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(data, list):
-        return None
-    return [str(m.get("id")) for m in data if isinstance(m, dict)]
+    return [str(m.get("id")) for m in data["data"] if isinstance(m, dict)]
 
 
-def _is_completion(resp: Any) -> bool:
-    try:
-        choices = resp.json().get("choices")
-    except (ValueError, AttributeError):
-        return False
-    return isinstance(choices, list) and bool(choices)
+def _is_completion(text: str) -> bool:
+    data = _json(text)
+    return isinstance(data, dict) and isinstance(data.get("choices"), list) and bool(data["choices"])
