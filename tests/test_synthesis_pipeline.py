@@ -40,14 +40,14 @@ def synth_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = _subset(tmp, ["retail_sales.csv", "employees.tsv", "school_grades.xlsx", "products.json", "web_events.jsonl",
                          "energy_readings.parquet", "library.sqlite", "corrupt_export.xlsx"])
     out = tmp / "out"
-    assert main(["synth", "all", "--data", str(data), "--out", str(out), "--tasks-per-table", "1", "--seed", "7"]) == 0
+    assert main(["synth", "all", "--data", str(data), "--out", str(out), "--tasks-per-table", "2", "--seed", "7"]) == 0
     return out
 
 
 def test_all_stages_produce_datasets_and_card(synth_run: Path) -> None:
     out = synth_run
     report = json.loads((out / "filtered" / "report.json").read_text())
-    assert report["kept"] >= 10  # 12 tables, one task each
+    assert report["kept"] >= 12  # 12 tables, two candidate tasks each
     card = (out / "export" / "README.md").read_text()
     for fmt in ("csv", "tsv", "xlsx", "json", "jsonl", "parquet", "sqlite"):
         assert f"| {fmt} |" in card

@@ -80,18 +80,23 @@ def test_seeded_determinism(profiles: list[TableProfile]) -> None:
 def test_ground_truth_and_expert_trajectory_from_real_execution(profiles: list[TableProfile], run_in_pool) -> None:
     by_name = {p.label: p for p in profiles}
     specs = [s for name in ("retail_sales.csv", "library.sqlite (books)", "school_grades.xlsx (term1)")
-             for s in make_task_specs(by_name[name], 2, seed=1, min_depth=2, max_depth=3)]
+             for s in make_task_specs(by_name[name], 4, seed=1, min_depth=2, max_depth=3)]
 
-    async def run(ex) -> list:
-        out = []
+    async def run(ex) -> tuple[list, list]:
+        out, rejected = [], []
         for s in specs:
             gold, why = await ground_truth(s, ex)
-            assert gold is not None, (s.question, why)
+            if gold is None:  # an ill-posed task (tie, tiny selection, ...) or a step without effect
+                rejected.append(why)
+                continue
             traj, why = await expert_trajectory(s, gold, ex)
             out.append((s, gold, traj, why))
-        return out
+        return out, rejected
 
-    for spec, gold, traj, why in run_in_pool(run):
+    kept, rejected = run_in_pool(run)
+    assert len(kept) >= 4 and {s.table_label for s, *_ in kept} >= {"retail_sales.csv", "library.sqlite (books)"}
+    assert all(w.startswith(("ill_posed:", "step_without_effect:")) for w in rejected), rejected
+    for spec, gold, traj, why in kept:
         assert traj is not None, why
         assert validate_structure(traj) == []
         assert traj.final_answer == gold == traj.ground_truth
@@ -106,8 +111,9 @@ def test_ground_truth_and_expert_trajectory_from_real_execution(profiles: list[T
 
 def test_failing_program_is_rejected_with_reason(profiles: list[TableProfile], run_in_pool) -> None:
     spec = make_task_specs(profiles[0], 1, seed=0)[0]
-    broken = spec.model_copy(update={"cells": [*spec.cells[:-1], spec.cells[-1].model_copy(update={"code": "print(undefined_name)"})]})
-    empty = spec.model_copy(update={"cells": [*spec.cells, spec.cells[-1].model_copy(update={"code": "print(float('nan'))"})]})
+    plain = {"verify_code": "", "ablations": []}  # the cells themselves are the program
+    broken = spec.model_copy(update={"cells": [*spec.cells[:-1], spec.cells[-1].model_copy(update={"code": "print(undefined_name)"})], **plain})
+    empty = spec.model_copy(update={"cells": [*spec.cells, spec.cells[-1].model_copy(update={"code": "print(float('nan'))"})], **plain})
 
     async def run(ex) -> tuple:
         return await ground_truth(broken, ex), await ground_truth(empty, ex)
@@ -156,12 +162,13 @@ def test_direct_programs_verified_in_one_session_match_single_runs(profiles: lis
     async def run(ex) -> tuple:
         batch = await ground_truths(specs, ex)
         single = [await ground_truth(s, ex) for s in specs]
-        traj, why = await expert_trajectory(specs[0], batch[0][0], ex, system_template=str(template))
-        return batch, single, traj, why
+        first = next(i for i, (gold, _) in enumerate(batch) if gold is not None)
+        traj, why = await expert_trajectory(specs[first], batch[first][0], ex, system_template=str(template))
+        return batch, single, traj, why, first
 
-    batch, single, traj, why = run_in_pool(run)
-    assert batch == single and all(gold is not None for gold, _ in batch)
+    batch, single, traj, why, first = run_in_pool(run)
+    assert batch == single and sum(gold is not None for gold, _ in batch) >= 4
     assert traj is not None, why
     assert traj.messages[0].content == "Short prompt 10 turns. {not_a_placeholder}\nFiles:\n- retail_sales.csv"
     assert [m.role for m in traj.messages] == ["system", "user", "assistant", "user", "assistant"]
-    assert traj.final_answer == batch[0][0]
+    assert traj.final_answer == batch[first][0]

@@ -59,9 +59,16 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from datamind_ext.synthesis import pipeline
+    from datamind_ext.synthesis.lock import out_lock
 
     cfg = build_config(args)
+    with out_lock(cfg.out):
+        return _run_stages(args, cfg)
+
+
+def _run_stages(args: argparse.Namespace, cfg) -> int:
+    from datamind_ext.synthesis import pipeline
+
     stages = ["profile", "tasks", "trajectories", "filter", "export"] if args.stage == "all" else [args.stage]
     for stage in stages:
         if stage == "profile":

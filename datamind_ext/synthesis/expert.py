@@ -10,6 +10,7 @@ independent execution). Nothing here writes an observation by hand.
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -59,12 +60,13 @@ def abs_files(files: list[str], data_root: str | Path | None) -> list[str]:
     return [str((root / f) if not Path(f).is_absolute() else Path(f)) for f in files]
 
 
-def isolated_program(spec: TaskSpec, preloaded: bool = False) -> str:
-    """The whole program as one cell whose variables stay local to a function, so several
-    programs can run in one session without seeing each other's results. With ``preloaded`` the
-    program's opening load lines are replaced by a copy of the table the session already loaded
-    with those very lines (the expert replay still runs the full program fresh)."""
-    code = "\n".join(c.code for c in spec.cells)
+def isolated_program(spec: TaskSpec, preloaded: bool = False, code: str | None = None) -> str:
+    """The whole program (or ``code``, a variant of it that starts with the same load lines) as one
+    cell whose variables stay local to a function, so several programs can run in one session
+    without seeing each other's results. With ``preloaded`` the program's opening load lines are
+    replaced by a copy of the table the session already loaded with those very lines (the expert
+    replay still runs the full program fresh)."""
+    code = code if code is not None else "\n".join(c.code for c in spec.cells)
     if preloaded:
         code = f"import pandas as pd\ndf = _loaded_tables[{spec.load_code!r}].copy()\n" + code[len(spec.load_code):]
     body = textwrap.indent(code, "    ")
@@ -79,12 +81,19 @@ def load_cell(spec: TaskSpec) -> str:
 
 
 def _shares_load(spec: TaskSpec) -> bool:
-    return bool(spec.load_code) and bool(spec.cells) and spec.cells[0].code.startswith(spec.load_code)
+    return bool(spec.load_code) and bool(spec.cells) and spec.cells[0].code.startswith(spec.load_code) and \
+        all(v.startswith(spec.load_code) for v in [spec.verify_code or spec.load_code, *(a["code"] for a in spec.ablations)])
+
+
+_ILL_POSED = re.compile(r"ill_posed:(\w+)")
 
 
 def _judge_run(res: ExecutionLike) -> tuple[str | None, str | None]:
     if not res.ok:
         first = (res.error or "").strip().splitlines()
+        m = _ILL_POSED.search(res.error or "")
+        if m:
+            return None, f"ill_posed:{m.group(1)}"
         return None, "program_timed_out" if res.timed_out else f"program_error:{first[-1][:120] if first else 'unknown'}"
     gold = final_value(res.output)
     bad = answer_problem(gold)
@@ -105,7 +114,13 @@ async def ground_truths(specs: list[TaskSpec], executor: Executor, data_root: st
                 if res.ok:
                     loaded.add(spec.load_code)
             preloaded = shared and spec.load_code in loaded
-            out.append(_judge_run(await sess.run(isolated_program(spec, preloaded=preloaded))))
+            gold, why = _judge_run(await sess.run(isolated_program(spec, preloaded, spec.verify_code or None)))
+            for abl in spec.ablations if gold is not None else []:
+                res = await sess.run(isolated_program(spec, preloaded, abl["code"]))
+                if res.ok and final_value(res.output) == gold:  # an ablation that fails or differs is fine
+                    gold, why = None, f"step_without_effect:{abl['op']}"
+                    break
+            out.append((gold, why))
     return out
 
 

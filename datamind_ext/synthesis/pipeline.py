@@ -125,14 +125,22 @@ def batches(specs: list[TaskSpec], size: int) -> list[list[TaskSpec]]:
     return out
 
 
-def programmatic_specs(cfg: SynthConfig) -> list[TaskSpec]:
+def programmatic_specs(cfg: SynthConfig, rejected: Counter[str] | None = None) -> list[TaskSpec]:
+    """Candidate tasks of every profiled table. A table above ``max_task_rows`` is not skipped: its
+    programs read its first ``max_task_rows`` rows and the questions say so (the table label
+    carries "first N rows"); ``rejected`` counts what composition threw away, by rule."""
     profiles, _ = load_profiles(cfg)
     specs = []
     for p in profiles:
-        if p.n_rows > cfg.max_task_rows or p.n_rows < 2:
+        if p.n_rows < 2:
+            if rejected is not None:
+                rejected["table_too_small"] += 1
             continue
+        if p.n_rows > cfg.max_task_rows:
+            p = p.model_copy(update={"read": {**p.read, "nrows": cfg.max_task_rows}})
+            log.warning("%s has %d rows: tasks use its first %d rows", p.path, p.n_rows, cfg.max_task_rows)
         specs += make_task_specs(p, cfg.tasks_per_table, cfg.seed, cfg.min_depth, cfg.max_depth, ops=cfg.ops,
-                                 style=cfg.expert_style)
+                                 style=cfg.expert_style, rejected=rejected)
     return specs
 
 
@@ -141,8 +149,9 @@ async def run_tasks(cfg: SynthConfig) -> dict[str, int]:
         raise UserError(f"no profiles in {cfg.out}: run `datamind-ext synth profile` first")
     store = JsonlStore(out_path(cfg, TASKS))
     errors: Counter[str] = Counter()
+    composition: Counter[str] = Counter()
     if cfg.generator in ("programmatic", "both"):
-        todo = [s for s in programmatic_specs(cfg) if s.key not in store]
+        todo = [s for s in programmatic_specs(cfg, composition) if s.key not in store]
         items = [{"specs": [s.model_dump() for s in b], "exec": _exec_kwargs(cfg), "data_root": os.getcwd()}
                  for b in batches(todo, cfg.verify_batch)]
         _prepare_backend(cfg)
@@ -159,7 +168,22 @@ async def run_tasks(cfg: SynthConfig) -> dict[str, int]:
 
         await run_llm_tasks(cfg, store)
     store.close()
-    return {**status_counts(out_path(cfg, TASKS)), **_error_counts(errors)}
+    out_path(cfg, TASKS).touch()  # an empty stage file: the next stage says "no usable tasks", not "run tasks"
+    counts: dict[str, Any] = {**status_counts(out_path(cfg, TASKS)), **_error_counts(errors)}
+    rejected = rejection_counts(out_path(cfg, TASKS))
+    if rejected or composition:
+        counts["rejected_by_rule"] = dict((rejected + composition).most_common())
+    return counts
+
+
+def rejection_counts(path: Path) -> Counter[str]:
+    """Rejected candidate tasks per rule (the part of the reason before any detail)."""
+    c: Counter[str] = Counter()
+    for rec in JsonlStore(path).records():
+        if rec["status"] == "rejected":
+            reason = rec.get("reason") or "unknown"
+            c[reason.split(":")[0] + (":" + reason.split(":")[1] if reason.startswith("ill_posed:") else "")] += 1
+    return c
 
 
 def _append_or_count(store: JsonlStore, rec: dict[str, Any], errors: Counter[str]) -> None:
@@ -207,6 +231,11 @@ async def run_trajectories(cfg: SynthConfig) -> dict[str, int]:
     store = JsonlStore(out_path(cfg, TRAJECTORIES))
     errors: Counter[str] = Counter()
     tasks = load_tasks(cfg)
+    if not tasks:
+        profiles, failures = load_profiles(cfg)
+        why = ", ".join(f"{r} {n}" for r, n in rejection_counts(out_path(cfg, TASKS)).most_common(5)) or "none made"
+        raise UserError(f"no usable tasks in {cfg.out} ({len(profiles)} tables profiled, {len(failures)} unreadable; "
+                        f"candidates rejected: {why})")
     items = []
     for t in tasks:
         if t["spec"].get("source", "programmatic") != "programmatic":

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,8 @@ from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, Field
+
+from datamind_ext.synthesis.roles import Role, infer_role
 
 FileFormat = Literal["csv", "tsv", "xlsx", "json", "jsonl", "parquet", "sqlite"]
 ColumnKind = Literal["integer", "numeric", "boolean", "datetime", "categorical", "text", "id"]
@@ -50,6 +53,10 @@ class ColumnProfile(BaseModel):
     max: float | str | None = None
     mean: float | None = None
     top_values: list[str] = Field(default_factory=list, description="most frequent values (categorical columns)")
+    role: Role = Field("text", description="what the column means (see synthesis/roles.py)")
+    role_reason: str = Field("", description="why that role was chosen (name, uniqueness, dtype, value set)")
+    date_format: str | None = Field(None, description="strftime format of a text date column")
+    parse_rate: float | None = Field(None, description="share of values that parse as dates (date columns)")
 
 
 class TableProfile(BaseModel):
@@ -70,6 +77,7 @@ class TableProfile(BaseModel):
     primary_keys: list[str] = Field(default_factory=list)
     foreign_keys: list[dict[str, str]] = Field(default_factory=list)
     file_bytes: int
+    notes: list[str] = Field(default_factory=list, description="what the reader did about messy content, each once")
 
     @property
     def file_name(self) -> str:
@@ -77,11 +85,19 @@ class TableProfile(BaseModel):
 
     @property
     def label(self) -> str:
-        """Human name used in questions: file name, plus sheet/table when there is one."""
-        return f"{self.file_name} ({self.table})" if self.table else self.file_name
+        """Human name used in questions: file name, plus sheet/table when there is one, plus the
+        row cap when tasks read only the first rows."""
+        name = f"{self.file_name} ({self.table})" if self.table else self.file_name
+        return f"{name} (first {self.read['nrows']} rows)" if self.read.get("nrows") else name
 
     def columns_of(self, *kinds: str) -> list[ColumnProfile]:
         return [c for c in self.columns if c.kind in kinds]
+
+    def roles(self, *roles: str) -> list[ColumnProfile]:
+        return [c for c in self.columns if c.role in roles]
+
+    def column(self, name: str) -> ColumnProfile | None:
+        return next((c for c in self.columns if c.name == name), None)
 
     def meta_text(self, max_cols: int = 40) -> str:
         """Meta information for prompts: columns, kinds, ranges, unique values, row count."""
@@ -90,12 +106,16 @@ class TableProfile(BaseModel):
             extra = f", range {c.min}..{c.max}" if c.min is not None else ""
             if c.top_values:
                 extra += f", values e.g. {', '.join(c.top_values[:5])}"
-            lines.append(f"- {c.name} ({c.kind}, {c.missing} missing{extra})")
+            lines.append(f"- {c.name} ({c.role}, {c.kind}, {c.missing} missing{extra})")
         if len(self.columns) > max_cols:
             lines.append(f"- … {len(self.columns) - max_cols} more columns")
         if self.foreign_keys:
             lines.append("Foreign keys: " + "; ".join(f"{f['column']} → {f['other_table']}.{f['other_column']}" for f in self.foreign_keys))
         return "\n".join(lines)
+
+
+class NotATable(ValueError):
+    """A file whose content is not a table (binary, prose, empty): reported as ``not a text table``."""
 
 
 class ProfileFailure(BaseModel):
@@ -209,19 +229,93 @@ def profile_columns(df: pd.DataFrame) -> list[ColumnProfile]:
     for name in df.columns:
         s = df[name]
         kind = _kind(s, str(name))
+        info = infer_role(s, str(name))
         nonnull = s.dropna()
         col = ColumnProfile(name=str(name), kind=kind, dtype=str(s.dtype), missing=int(s.isna().sum()),
-                            n_unique=int(nonnull.astype(str).nunique()))
+                            n_unique=int(nonnull.astype(str).nunique()), role=info.role, role_reason=info.reason,
+                            date_format=info.date_format, parse_rate=info.parse_rate)
+        if info.role == "date" and kind != "datetime":
+            col.kind = "datetime"
         if kind in ("integer", "numeric") and len(nonnull):
             col.min, col.max = _scalar(nonnull.min()), _scalar(nonnull.max())
             col.mean = round(float(nonnull.mean()), 6)
-        elif kind == "datetime" and len(nonnull):
-            vals = nonnull.astype(str).sort_values()
-            col.min, col.max = vals.iloc[0], vals.iloc[-1]
-        if kind in ("categorical", "boolean"):
+        elif col.kind == "datetime" and len(nonnull):
+            parsed = pd.to_datetime(nonnull, format=info.date_format, errors="coerce").dropna() \
+                if info.date_format else pd.to_datetime(nonnull, errors="coerce").dropna()
+            if len(parsed):
+                col.min, col.max = parsed.min().isoformat(), parsed.max().isoformat()
+        if kind in ("categorical", "boolean") or info.role in ("category", "binary", "ordinal"):
             col.top_values = [str(v) for v in nonnull.astype(str).value_counts().index[:8]]
         out.append(col)
     return out
+
+
+# --- numbers written as text: decimal commas, thousands separators
+
+_NUM_STYLES: dict[tuple[str, str | None], re.Pattern[str]] = {
+    # (decimal, thousands): a value written that way (plain integers fit every style)
+    (",", None): re.compile(r"^[-+]?\d+(,\d+)?$"),
+    (",", "."): re.compile(r"^[-+]?\d{1,3}(\.\d{3})*(,\d+)?$|^[-+]?\d+(,\d+)?$"),
+    (".", ","): re.compile(r"^[-+]?\d{1,3}(,\d{3})*(\.\d+)?$|^[-+]?\d+(\.\d+)?$"),
+    (".", " "): re.compile(r"^[-+]?\d{1,3}( \d{3})*(\.\d+)?$"),
+}
+
+
+def number_style(values: pd.Series) -> tuple[str, str | None] | None:
+    """How a text column writes its numbers — ``(decimal, thousands)`` — when every value is written
+    one consistent, unambiguous way; None otherwise (e.g. ``"16,000"`` alone could be either)."""
+    text = values.dropna().astype(str).str.strip()
+    text = text[text != ""]
+    if len(text) < 3 or not text.str.contains(r"[,. ]").any():
+        return None
+    fits = [st for st, rx in _NUM_STYLES.items() if text.str.match(rx).all()]
+    if not fits:
+        return None
+    has_comma_dec = text.str.contains(r",\d{1,2}$|,\d{4,}$").any()  # a comma not followed by exactly 3 digits
+    has_dot_groups = text.str.contains(r"\d\.\d{3}(,|$)").any()
+    has_comma_groups = text.str.contains(r"\d,\d{3}(\.|,|$)").any()
+    if (",", None) in fits and has_comma_dec:
+        return (",", None)
+    if (",", ".") in fits and has_dot_groups and (has_comma_dec or text.str.contains(r"\d\.\d{3}\.\d{3}").any()):
+        return (",", ".")
+    if (".", ",") in fits and has_comma_groups and not has_comma_dec and \
+            (text.str.contains(r",\d{3},").any() or text.str.contains(r"\.\d+$").any()):
+        return (".", ",")
+    if (".", " ") in fits and text.str.contains(r"\d \d{3}").any():
+        return (".", " ")
+    return None
+
+
+def to_number_code(col: str, style: tuple[str, str | None], var: str = "df") -> str:
+    """One line of pandas that converts a text column written in ``style`` to numbers."""
+    dec, thou = style
+    expr = f"{var}[{col!r}].astype('string').str.strip()"
+    if thou:
+        expr += f".str.replace({thou!r}, '', regex=False)"
+    if dec != ".":
+        expr += f".str.replace({dec!r}, '.', regex=False)"
+    return f"{var}[{col!r}] = pd.to_numeric({expr}, errors='coerce')"
+
+
+def parse_text_numbers(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str | None]], list[str]]:
+    """Convert the text columns that consistently write numbers with decimal commas or thousands
+    separators; return the frame, ``{column: [decimal, thousands]}`` and a note per column."""
+    styles: dict[str, list[str | None]] = {}
+    notes = []
+    for name in df.columns:
+        s = df[name]
+        if s.dtype != object and not pd.api.types.is_string_dtype(s):
+            continue
+        style = number_style(s.head(2000))
+        if style is None:
+            continue
+        styles[str(name)] = list(style)
+        scope: dict[str, Any] = {"pd": pd, "df": df}
+        exec(to_number_code(str(name), style), scope)  # noqa: S102 — our own generated line, as load_code runs it
+        what = "decimal commas" if style[0] == "," else "decimal points"
+        sep = {None: "", ".": ", '.' thousands", ",": ", ',' thousands", " ": ", space thousands"}[style[1]]
+        notes.append(f"column {name!r}: numbers written with {what}{sep}, parsed as numbers")
+    return df, styles, notes
 
 
 def _sample_rows(df: pd.DataFrame, n: int = 3) -> list[dict[str, Any]]:
@@ -235,6 +329,10 @@ def _sample_rows(df: pd.DataFrame, n: int = 3) -> list[dict[str, Any]]:
 def read_delimited(path: Path, fmt: FileFormat, max_rows: int) -> tuple[pd.DataFrame, dict, int, bool, int]:
     with open(path, "rb") as f:
         head = f.read(SNIFF_BYTES)
+    if not head.strip():
+        raise NotATable("empty file")
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise NotATable(f"binary content (NUL bytes) in a {path.suffix} file")
     enc = detect_encoding(head)
     sep = detect_delimiter(head.decode(enc, errors="replace"), fmt)
     bad: list[list[str]] = []
@@ -244,7 +342,10 @@ def read_delimited(path: Path, fmt: FileFormat, max_rows: int) -> tuple[pd.DataF
 
     df = pd.read_csv(path, sep=sep, encoding=enc, engine="python", on_bad_lines=skip, nrows=max_rows)
     if df.shape[1] == 0:
-        raise ValueError("no columns found")
+        raise NotATable("no columns found")
+    if df.shape[1] == 1 and len(str(df.columns[0]).split()) >= 5 and \
+            df.iloc[:, 0].dropna().astype(str).str.split().str.len().mean() >= 5:
+        raise NotATable("no delimiter found: one column of free text (prose, not a table)")
     lines = count_lines(path)
     n_rows = max(len(df), lines - 1 - len(bad))
     exact = len(df) < max_rows and n_rows == len(df)
@@ -328,18 +429,82 @@ def read_parquet(path: Path, max_rows: int) -> tuple[pd.DataFrame, dict, int, bo
     return df, {}, n_rows, True, 0
 
 
-def xlsx_sheets(path: Path, max_rows: int) -> Iterator[tuple[str, pd.DataFrame, int]]:
+#: rows scanned for the real header of a sheet (title rows, notes, merged group headers above it)
+HEADER_SCAN_ROWS = 30
+
+
+def _is_label(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip()) and not _looks_numeric(v)
+
+
+def _looks_numeric(v: str) -> bool:
+    try:
+        float(v.replace(",", ""))
+        return True
+    except ValueError:
+        return False
+
+
+def find_header(raw: pd.DataFrame) -> tuple[int, int, list[str], list[str]]:
+    """Where a sheet's header is: ``(first header row, header rows, column names, notes)``.
+
+    The header is the first row that fills most of the table's width with labels; rows above it
+    (titles, notes) are skipped. When the row below is also all labels and the header row has gaps
+    (merged group cells read as one value then blanks), the two rows form one header: the group
+    label is carried right and joined with the sub-label ("Sales Q1")."""
+    width = int(raw.notna().sum(axis=1).max()) if len(raw) else 0
+    notes: list[str] = []
+    for r in range(min(len(raw), HEADER_SCAN_ROWS)):
+        row = raw.iloc[r]
+        filled = row.notna().sum()
+        if filled < max(2, 0.6 * width) or sum(_is_label(v) for v in row if pd.notna(v)) < 0.8 * filled:
+            continue
+        names, n_hdr = [str(v).strip() if pd.notna(v) else "" for v in row], 1
+        if r + 1 < len(raw):
+            nxt = raw.iloc[r + 1]
+            nxt_filled = nxt.notna().sum()
+            after = raw.iloc[r + 2] if r + 2 < len(raw) else nxt
+            data_after = any(pd.notna(v) and not _is_label(v) for v in after)
+            if filled < width and nxt_filled >= 1 and data_after and all(_is_label(v) for v in nxt if pd.notna(v)):
+                top = row.ffill()
+                names = [" ".join(x for x in (str(t).strip() if pd.notna(t) else "", str(b).strip() if pd.notna(b) else "") if x)
+                         for t, b in zip(top, nxt)]
+                n_hdr = 2
+                notes.append(f"two-row header (merged group cells) on rows {r + 1}-{r + 2}, joined into one name per column")
+        if r:
+            notes.append(f"header found on row {r + 1}: {r} title/note row(s) above it skipped")
+        names = [n or f"column_{i + 1}" for i, n in enumerate(names)]
+        seen: dict[str, int] = {}
+        for i, n in enumerate(names):  # duplicate labels get a suffix, as pandas would
+            if n in seen:
+                seen[n] += 1
+                names[i] = f"{n}.{seen[n]}"
+            else:
+                seen[n] = 0
+        return r, n_hdr, names, notes
+    return 0, 1, [], notes
+
+
+def xlsx_sheets(path: Path, max_rows: int) -> Iterator[tuple[str, pd.DataFrame, int, dict, list[str]]]:
     from openpyxl import load_workbook
 
     wb = load_workbook(path, read_only=True, data_only=True)
     try:
         names = list(wb.sheetnames)
-        dims = {n: max((wb[n].max_row or 1) - 1, 0) for n in names}
+        dims = {n: (wb[n].max_row or 1) for n in names}
     finally:
         wb.close()
-    frames = pd.read_excel(path, sheet_name=names, nrows=max_rows, engine="openpyxl")
+    raws = pd.read_excel(path, sheet_name=names, header=None, nrows=HEADER_SCAN_ROWS, engine="openpyxl")
     for name in names:
-        yield name, frames[name], dims[name]
+        start, n_hdr, cols, notes = find_header(raws[name])
+        read: dict[str, Any] = {"sheet_name": name}
+        if start == 0 and n_hdr == 1:
+            df = pd.read_excel(path, sheet_name=name, nrows=max_rows, engine="openpyxl")
+        else:
+            read |= {"skiprows": start + n_hdr, "names": cols}
+            df = pd.read_excel(path, sheet_name=name, skiprows=start + n_hdr, header=None, names=cols,
+                               nrows=max_rows, engine="openpyxl").dropna(how="all")
+        yield name, df, max(dims[name] - start - n_hdr, 0), read, notes
 
 
 def _ro_sqlite(path: Path):
@@ -366,12 +531,23 @@ def sqlite_tables(path: Path, max_rows: int) -> Iterator[tuple[str, pd.DataFrame
 
 def _make(path: Path, shown: str, fmt: FileFormat, digest: str, table: str | None, df: pd.DataFrame,
           read: dict, n_rows: int, exact: bool, bad: int, pks: list[str] | None = None,
-          fks: list[dict] | None = None) -> TableProfile:
+          fks: list[dict] | None = None, notes: list[str] | None = None) -> TableProfile:
     key = hashlib.sha256(f"{digest}|{table or ''}".encode()).hexdigest()[:16]
+    notes = list(notes or [])
+    if fmt != "sqlite" and fmt != "parquet":
+        df, styles, num_notes = parse_text_numbers(df)
+        if styles:
+            read = {**read, "numbers": styles}
+            notes += num_notes
+    if bad:
+        notes.append(f"{bad} malformed line(s) skipped")
+    if len(df) < n_rows:
+        notes.append(f"profiled the first {len(df)} of {n_rows} rows")
     return TableProfile(
         key=key, path=shown, format=fmt, table=table, read=read, n_rows=int(n_rows), n_rows_exact=exact,
         rows_sampled=len(df), n_cols=df.shape[1], columns=profile_columns(df), sample_rows=_sample_rows(df),
         bad_lines_skipped=bad, primary_keys=pks or [], foreign_keys=fks or [], file_bytes=path.stat().st_size,
+        notes=list(dict.fromkeys(notes)),
     )
 
 
@@ -395,17 +571,21 @@ def profile_file(path: str | Path, max_rows: int = 5000, shown_path: str | None 
             return [_make(p, shown, fmt, digest, None, *read_parquet(p, max_rows))]
         out: list[TableProfile | ProfileFailure] = []
         if fmt == "xlsx":
-            for sheet, df, n in xlsx_sheets(p, max_rows):
+            for sheet, df, n, read, notes in xlsx_sheets(p, max_rows):
                 if df.shape[1] == 0 or len(df) == 0:
                     out.append(ProfileFailure(path=shown, table=sheet, reason="empty sheet"))
                     continue
-                out.append(_make(p, shown, fmt, digest, sheet, df, {"sheet_name": sheet}, max(n, len(df)), n <= max_rows, 0))
+                out.append(_make(p, shown, fmt, digest, sheet, df, read, max(n, len(df)), n <= max_rows, 0, notes=notes))
             return out
         for table, df, n, pks, fks in sqlite_tables(p, max_rows):
             out.append(_make(p, shown, fmt, digest, table, df, {"table": table}, n, True, 0, pks, fks))
         if not out:
             out.append(ProfileFailure(path=shown, reason="database has no tables"))
         return out
+    except NotATable as err:
+        return [ProfileFailure(path=shown, reason=f"not a text table: {err}")]
+    except UnicodeDecodeError:
+        return [ProfileFailure(path=shown, reason="not a text table: undecodable bytes")]
     except Exception as err:  # noqa: BLE001 — any unreadable file is reported and skipped
         msg = str(err).splitlines()[0] if str(err) else ""
         return [ProfileFailure(path=shown, reason=f"{type(err).__name__}: {msg}"[:300])]
@@ -420,7 +600,17 @@ def find_data_files(folder: str | Path) -> list[Path]:
 
 
 def load_code(profile: TableProfile, file_ref: str | None = None) -> str:
-    """Self-contained pandas code that reads the table into ``df`` as the profiler did."""
+    """Self-contained pandas code that reads the table into ``df`` as the profiler did (numbers
+    written as text converted, the row cap applied)."""
+    code = _read_code(profile, file_ref)
+    for col, style in profile.read.get("numbers", {}).items():
+        code += "\n" + to_number_code(col, (style[0], style[1]))
+    if profile.read.get("nrows"):
+        code += f"\ndf = df.head({int(profile.read['nrows'])})"
+    return code
+
+
+def _read_code(profile: TableProfile, file_ref: str | None = None) -> str:
     ref = file_ref or profile.path
     r = profile.read
     if profile.format in ("csv", "tsv"):
@@ -433,6 +623,9 @@ def load_code(profile: TableProfile, file_ref: str | None = None) -> str:
             args.append("on_bad_lines='skip'")
         return f"df = pd.read_csv({', '.join(args)})"
     if profile.format == "xlsx":
+        if "skiprows" in r:
+            return (f"df = pd.read_excel({ref!r}, sheet_name={profile.table!r}, skiprows={r['skiprows']}, header=None,\n"
+                    f"                   names={r['names']!r})\ndf = df.dropna(how='all')")
         return f"df = pd.read_excel({ref!r}, sheet_name={profile.table!r})"
     if profile.format == "parquet":
         return f"df = pd.read_parquet({ref!r})"
