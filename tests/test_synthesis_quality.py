@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from datamind_ext.synthesis.execute import InterpreterExecutor
+from datamind_ext.interpreter import SessionProvider
 from datamind_ext.synthesis.expert import ground_truths
 from datamind_ext.synthesis.profile import ProfileFailure, TableProfile, profile_file, read_table
 from datamind_ext.synthesis.programs import MEASURE_ROLES, make_task_specs
@@ -106,7 +106,7 @@ def test_binary_and_prose_files_are_not_text_tables(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def pool_run():
     loop = asyncio.new_event_loop()
-    ex = InterpreterExecutor()
+    ex = SessionProvider(close_in_background=True)
     yield lambda coro_fn: loop.run_until_complete(coro_fn(ex))
     loop.run_until_complete(ex.aclose())
     loop.close()
