@@ -57,7 +57,7 @@ def smoke_command(parquet: Path, model: Path, out: Path, rollout: str = "vllm") 
             f"trainer.default_local_dir={out / 'ckpt'}", f"actor_rollout_ref.rollout.name={rollout}",
             "trainer.n_gpus_per_node=1", "trainer.nnodes=1", f"trainer.total_training_steps={STEPS}",
             "trainer.save_freq=-1", "trainer.test_freq=-1", "trainer.val_before_train=false", "trainer.logger=[console]",
-            "data.train_batch_size=4", "data.gen_batch_size=4", "data.max_prompt_length=1024",
+            "data.train_batch_size=4", "data.max_prompt_length=1024",
             "data.max_response_length=2048", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
             "actor_rollout_ref.actor.ulysses_sequence_parallel_size=1",
             "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=16384",

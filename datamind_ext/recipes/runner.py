@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,9 +61,10 @@ class StageResult:
 class Recipe:
     """A loaded recipe and its run folder; stage methods build and run each stage."""
 
-    def __init__(self, recipe: Path, *, run_dir: Path | None = None, log: Callable[[str], None] = print) -> None:
+    def __init__(self, recipe: Path, *, run_dir: Path | None = None, log: Callable[[str], None] = print,
+                 overrides: Sequence[str] = ()) -> None:
         self.spec: RecipeSpec
-        self.spec, self.recipe_dir = load_recipe(recipe)
+        self.spec, self.recipe_dir = load_recipe(recipe, overrides)
         self.run_dir = (run_dir or Path(self.spec.run_dir)).resolve()
         self.markers = self.run_dir / ".markers"
         self.log = log
@@ -246,7 +247,9 @@ def rl_command(r: Recipe) -> Command:
             f"actor_rollout_ref.model.path={r.sft_dir}", f"trainer.default_local_dir={r.rl_dir / 'ckpt'}",
             # each step's rollouts with their scores: the summary's per-step reward noise band
             f"trainer.rollout_data_dir={r.rl_dir / ROLLOUTS_DIR}", *s.overrides]
-    return Command(argv, r.rl_dir / "log.txt", env=dict(s.env), timeout_s=s.timeout_s, cwd=r.rl_dir)
+    # verl's tensorboard logger writes to $TENSORBOARD_DIR, wandb to $WANDB_DIR: both into the run folder
+    env = {"TENSORBOARD_DIR": str(r.rl_dir / "tensorboard"), "WANDB_DIR": str(r.rl_dir), **s.env}
+    return Command(argv, r.rl_dir / "log.txt", env=env, timeout_s=s.timeout_s, cwd=r.rl_dir)
 
 
 def stage_rl(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[], None]]:
@@ -255,6 +258,9 @@ def stage_rl(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[],
     extra = sorted(p for p in cfg.parent.glob("*.yaml") if p != cfg)  # hydra defaults (the CPU preset)
 
     def run() -> None:
+        from datamind_ext.recipes.rl_length import check_rl_length
+
+        r.log("  " + check_rl_length(cfg, r.spec.rl.overrides, r.synth_dir / "export/rl/train.parquet"))
         r.rl_dir.mkdir(parents=True, exist_ok=True)
         r.execute(cmd)
         if r.rl_model() is None:
@@ -363,18 +369,37 @@ STAGE_FUNCS = {"model": stage_model, "synth": stage_synth, "sft": stage_sft, "rl
 UPSTREAM = {"model": [], "synth": [], "sft": ["model", "synth"], "rl": ["sft", "synth"], "eval": ["model", "sft", "rl"]}
 
 
+def missing_inputs(r: Recipe, stages: Sequence[str]) -> list[str]:
+    """The user-provided input folders the ``stages`` read that do not exist (checked before anything runs)."""
+    missing = []
+    if "synth" in stages and not Path(r.spec.synth.data).resolve().is_dir():
+        missing.append(f"synth.data={r.spec.synth.data}")
+    if "eval" in stages:
+        missing += [f"eval.benchmarks[{b.name}].data={b.data}" for b in r.spec.eval.benchmarks
+                    if not Path(b.data).resolve().is_dir()]
+    return missing
+
+
 def run_recipe(recipe: Path, *, from_stage: str | None = None, to_stage: str | None = None,
                run_dir: Path | None = None, force: bool = False, dry_run: bool = False,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or print, with ``dry_run``) the stages ``from_stage..to_stage``; return the summary."""
+               log: Callable[[str], None] = print, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Run (or print, with ``dry_run``) the stages ``from_stage..to_stage``; return the summary.
+
+    ``overrides`` are ``key=value`` changes to ``recipe.yaml`` (``rl.overrides=[trainer.nnodes=1]``).
+    Missing input folders fail first, in a dry run too: a typo must not wait for a GPU job to start.
+    """
     from datamind_ext.recipes.summary import write_summary
 
-    r = Recipe(recipe, run_dir=run_dir, log=log)
+    r = Recipe(recipe, run_dir=run_dir, log=log, overrides=overrides)
     names = list(STAGES)
     lo = names.index(from_stage) if from_stage else 0
     hi = names.index(to_stage) if to_stage else len(names) - 1
     if lo > hi:
         raise UserError(f"--from {from_stage} comes after --to {to_stage} (stages: {', '.join(names)})")
+    missing = missing_inputs(r, names[lo:hi + 1])
+    if missing:
+        raise UserError(f"{r.recipe_dir / 'recipe.yaml'}: input folder(s) not found: {', '.join(missing)} "
+                        "(create them or override, e.g. synth.data=PATH)")
     results: list[StageResult] = []
     for i, name in enumerate(names):
         files, outputs, shown, run = STAGE_FUNCS[name](r)

@@ -9,12 +9,14 @@ directory the command runs in (the repository root, where ``data/`` lives).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from datamind_ext.config import StrictModel, load_config
+from datamind_ext.config import StrictModel, parse_config, read_yaml
+from datamind_ext.errors import UserError
 
 STAGES: tuple[str, ...] = ("model", "synth", "sft", "rl", "eval")
 CHECKPOINTS: tuple[str, ...] = ("base", "sft", "rl")
@@ -110,7 +112,32 @@ class RecipeSpec(StrictModel):
     eval: EvalSpec = Field(default_factory=EvalSpec)
 
 
-def load_recipe(recipe: Path) -> tuple[RecipeSpec, Path]:
-    """The spec of ``recipe`` (a folder holding ``recipe.yaml``, or the yaml itself) and its folder."""
+def apply_overrides(raw: Any, overrides: Sequence[str], where: str) -> Any:
+    """``raw`` with dotted ``key=value`` overrides merged in, as ``datamind-ext sft`` applies them.
+
+    Why OmegaConf's dot-list: it is the syntax verl and LLaMA-Factory users already type
+    (``rl.overrides=[trainer.nnodes=1,...]``, ``eval.k=3``); values are parsed as YAML.
+    """
+    if not overrides:
+        return raw
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    bad = [o for o in overrides if "=" not in o or o.startswith("=")]
+    if bad:
+        raise UserError(f"overrides must be key=value, got: {' '.join(bad)}")
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: a recipe must be a mapping")
+    try:
+        merged = OmegaConf.merge(OmegaConf.create(raw), OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as err:
+        raise UserError(f"{where}: cannot apply overrides {' '.join(overrides)}: {str(err).splitlines()[0]}") from None
+    return OmegaConf.to_container(merged, resolve=False)
+
+
+def load_recipe(recipe: Path, overrides: Sequence[str] = ()) -> tuple[RecipeSpec, Path]:
+    """The spec of ``recipe`` (a folder holding ``recipe.yaml``, or the yaml itself) with ``key=value``
+    overrides applied, and its folder."""
     path = recipe / "recipe.yaml" if recipe.is_dir() else recipe
-    return load_config(RecipeSpec, path), path.parent.resolve()
+    where = str(path) + (" (with overrides)" if overrides else "")
+    return parse_config(RecipeSpec, apply_overrides(read_yaml(path), overrides, str(path)), where), path.parent.resolve()
