@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 if [ "${GPU_LOCK_CHECK:-}" = "skip" ]; then
   echo "[gpu-lock] SKIPPED (GPU_LOCK_CHECK=skip)"; exit 0
 fi
-PY=${PYTHON:-python3.11}
+PY=${PYTHON:-.venv/bin/python}  # setup_env.sh upgrades its pip; an old pip (no PEP 658 metadata) downloads every wheel
 start=$(date +%s)
 env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
-  "$PY" -m pip install --dry-run --no-deps --ignore-installed --quiet --no-cache-dir \
+  "$PY" -m pip install --dry-run --no-deps --ignore-installed --quiet \
   -r requirements/gpu.lock.txt
-echo "[gpu-lock] requirements/gpu.lock.txt: $(grep -c '==' requirements/gpu.lock.txt) pins on PyPI ($(( $(date +%s) - start )) s)"
+echo "[gpu-lock] requirements/gpu.lock.txt: $(grep -c '^[^#].*==' requirements/gpu.lock.txt) pins on PyPI ($(( $(date +%s) - start )) s)"
