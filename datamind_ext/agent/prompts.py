@@ -1,6 +1,6 @@
 """The system prompt of a trajectory: file tasks (python) or database tasks (SQL tools).
 
-The texts live in ``data/prompts/`` (written for this project); the same prompt is used by
+The texts live in ``datamind_ext/data/prompts/`` (package data, written for this project); the same prompt is used by
 RL, synthesis and evaluation so the model sees one format everywhere. A recipe may name its own
 template file instead (the CPU quickstart uses a short one, since every prompt token costs a tiny
 model training time); synthesis writes the prompt into each trajectory and into the RL parquet,
@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from datamind_ext.data import PACKAGE_DATA
 from datamind_ext.errors import UserError
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "data" / "prompts"
+PROMPTS_DIR = PACKAGE_DATA / "prompts"
 DB_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 TaskKind = Literal["files", "database"]
 
@@ -26,8 +27,11 @@ def task_kind(files: Sequence[str]) -> TaskKind:
 
 
 def read_template(template: str | Path) -> str:
-    """A prompt template's text; a missing file is the user's mistake, said in one line."""
+    """A prompt template's text: a file path, or the bare name of a prompt shipped with the package
+    (``system_files_compact.md``); a missing file is the user's mistake, said in one line."""
     path = Path(template)
+    if not path.is_file() and path.parent == Path() and (PROMPTS_DIR / path).is_file():
+        path = PROMPTS_DIR / path
     if not path.is_file():
         raise UserError(f"system prompt template not found: {path}")
     return path.read_text(encoding="utf-8")
@@ -38,7 +42,7 @@ def system_prompt(files: Sequence[str], *, max_turns: int = 10, template: str | 
     """The system prompt naming the task's data files (by file name, as the session exposes them).
 
     ``template``: a file with ``{file_list}`` and ``{max_turns}`` placeholders (default:
-    ``data/prompts/system_<kind>.md``, ``kind`` from the files unless given: programmatic synthesis
+    ``datamind_ext/data/prompts/system_<kind>.md``, ``kind`` from the files unless given: programmatic synthesis
     reads databases with python, so it asks for ``files``). ``knowledge`` (a category workflow) is
     appended for knowledge-augmented sampling only; training trajectories keep the plain prompt.
     Placeholders are replaced literally, so templates may show code with braces.

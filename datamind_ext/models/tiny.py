@@ -95,14 +95,19 @@ def _synthetic_corpus(rng: random.Random, n_lines: int) -> list[str]:
 
 
 def _project_corpus() -> list[str]:
-    """Text of the project's own data/ folder (prompts, taxonomy, knowledge), sorted for determinism."""
-    d = repo_data_dir()
-    if not d.is_dir():
-        return []
+    """Text of the project's own data (package prompts, taxonomy, knowledge; the repository's
+    sample files when present), sorted by path relative to its data folder for determinism."""
+    from datamind_ext.data import PACKAGE_DATA
+
+    files: dict[str, Path] = {}
+    for root in (PACKAGE_DATA, repo_data_dir()):
+        if root.is_dir():
+            for p in root.rglob("*"):
+                if p.is_file() and p.suffix in {".md", ".txt", ".yaml", ".yml", ".json"} and p.stat().st_size < 1_000_000:
+                    files.setdefault(p.relative_to(root).as_posix(), p)
     out = []
-    for p in sorted(d.rglob("*")):
-        if p.is_file() and p.suffix in {".md", ".txt", ".yaml", ".yml", ".json"} and p.stat().st_size < 1_000_000:
-            out.extend(p.read_text(encoding="utf-8", errors="replace").splitlines())
+    for _, p in sorted(files.items()):
+        out.extend(p.read_text(encoding="utf-8", errors="replace").splitlines())
     return out
 
 

@@ -1,7 +1,7 @@
 """The 18-category task taxonomy and the per-category workflow knowledge, read from data/.
 
-Both live as YAML written for this project (``data/taxonomy/categories.yaml``,
-``data/knowledge/workflows.yaml``) so they can be edited or extended without code changes; a
+Both live as YAML written for this project (``datamind_ext/data/taxonomy/categories.yaml``,
+``datamind_ext/data/knowledge/workflows.yaml``, package data) so they can be edited or extended without code changes; a
 user may point ``--taxonomy``/``--knowledge`` at their own files.
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel
 
+from datamind_ext.data import PACKAGE_DATA
 from datamind_ext.errors import UserError
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
-TAXONOMY_PATH = DATA_DIR / "taxonomy" / "categories.yaml"
-KNOWLEDGE_PATH = DATA_DIR / "knowledge" / "workflows.yaml"
+TAXONOMY_PATH = PACKAGE_DATA / "taxonomy" / "categories.yaml"
+KNOWLEDGE_PATH = PACKAGE_DATA / "knowledge" / "workflows.yaml"
 
 
 class Category(BaseModel):
