@@ -129,8 +129,9 @@ def test_tablebench_gold_wrong_partial(data, tmp_path):
             "tb-da-1": "<answer>Negative correlation, -1.0</answer>", "tb-num-2": "<answer>4</answer>"}
     s = score("tablebench", data / "tablebench", tmp_path / "gold", {i: {"text": t} for i, t in gold.items()})
     assert s["overall"]["paper"]["pass@1"] == 1.0
-    # TableBench's own EM is positional: "Lynx, Owls" for "Owls, Lynx" earns 0 there (3 of 4 full marks)
-    assert s["overall"]["official"]["mean_value"] == 0.75 and s["overall"]["official"]["pass@1"] is None
+    # TableBench's own EM after its normalisation: "lynx owls" for "owls lynx" and "-1.0" ("10") for
+    # "-1.00" ("100") earn 0 there (2 of 4 full marks)
+    assert s["overall"]["official"]["mean_value"] == 0.5 and s["overall"]["official"]["pass@1"] is None
     wrong = {"tb-num-1": "<answer>36.5</answer>", "tb-fact-1": "<answer>Hawks</answer>",
              "tb-da-1": "<answer>No correlation, 0.1</answer>", "tb-num-2": "<answer>none</answer>"}
     s = score("tablebench", data / "tablebench", tmp_path / "wrong", {i: {"text": t} for i, t in wrong.items()})
@@ -156,16 +157,29 @@ def test_tablebench_official_metrics():
     assert official_metric("DataAnalysis", "StatisticalAnalysis") == "EM_with_error_10"
     assert official_metric("DataAnalysis", "DescriptiveAnalysis") == "ROUGE-L"
     em = lambda p, r: official_score(p, r, "NumericalReasoning", "Aggregation")[1]
-    assert em("1062", "1062") == 1.0 and em("1062.4", "1062") == 1.0  # rounded to the reference's decimals
-    assert em("12.35", "12.3") == 0.0 and em("12.34", "12.3") == 1.0  # half up: 12.35 -> 12.4
-    assert em("45%", "45%") == 1.0 and em("0.45", "45%") == 1.0 and em("45", "45%") == 0.0
-    assert em("Owls, Hawks", "Owls, Lynx") == 0.5 and em("Lynx, Owls", "Owls, Lynx") == 0.0
-    assert em("owls", "Owls") == 0.0 and em("", "3") == 0.0
+    # TableBench normalises both sides first: lower case, punctuation and articles removed
+    assert em("1062", "1062") == 1.0 and em("1,062", "1062") == 1.0 and em("The Owls", "owls") == 1.0
+    assert em("35.0", "35") == 0.0 and em("1062.4", "1062") == 0.0  # "350" and "10624" after normalising
+    assert em("45%", "45%") == 1.0 and em("45", "45%") == 1.0 and em("0.45", "45%") == 1.0  # "045" = 45
+    assert em("Owls, Hawks", "Owls, Lynx") == 0.0 and em("Lynx, Owls", "Owls, Lynx") == 0.0  # no commas left
+    assert em("Owls, Lynx", "owls lynx") == 1.0 and em("", "3") == 0.0
     tol = lambda p, r: official_score(p, r, "DataAnalysis", "CorrelationAnalysis")[1]
-    assert tol("Negative correlation, -0.95", "Negative correlation, -1.00") == 1.0
-    assert tol("Negative correlation, -0.85", "Negative correlation, -1.00") == 0.5
+    assert tol("95", "100") == 1.0 and tol("89", "100") == 0.0 and tol("110", "100") == 1.0
+    assert tol("Negative correlation, -0.95", "Negative correlation, -1.00") == 0.0  # "095" vs "100": text
     assert tol("0", "0") == 1.0 and tol("0.01", "0") == 0.0
     assert 0 < official_score("a rising trend", "a clear rising trend", "DataAnalysis", "DescriptiveAnalysis")[1] < 1
+    assert official_score("Rising trend!", "rising, trend", "DataAnalysis", "DescriptiveAnalysis")[1] == 1.0
+
+
+def test_tablebench_official_parses_raw_output_as_tablebench_does(data, tmp_path):
+    """Another harness's raw output: only its first 'Final Answer: ' line counts (none: 0)."""
+    raw = {"tb-num-1": "Let me add.\nFinal Answer: 35\nFinal Answer: 36", "tb-num-2": "The answer is 4",
+           "tb-fact-1": "final answer: Owls, Lynx"}
+    out = tmp_path / "raw"
+    score("tablebench", data / "tablebench", out, {i: {"text": t} for i, t in raw.items()})
+    r = results(out)
+    assert r["tb-num-1"]["scores"]["official"]["value"] == 1.0
+    assert r["tb-num-2"]["scores"]["official"]["value"] == 0.0 and r["tb-fact-1"]["scores"]["official"]["value"] == 0.0
 
 
 def test_tablebench_malformed_table(data):

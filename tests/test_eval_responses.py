@@ -84,3 +84,20 @@ def test_bird_predict_dev_json_is_read_as_released(tmp_path):
     path.write_text(json.dumps({"0": ["SELECT 1"]}))
     with pytest.raises(UserError, match="predict_dev.json"):
         read_responses(path, {"0"})
+
+
+def test_responses_to_dropped_questions_are_skipped_with_a_notice(tmp_path, capsys):
+    data = tmp_path / "tablebench"
+    shutil.copytree(FIXTURES / "tablebench", data)
+    rows = [{"id": "tb-num-1", "prediction": "Final Answer: 35"}, {"id": "tb-vis-1", "prediction": "x"},
+            {"id": "tb-da-2", "prediction": "Final Answer: 12"}]
+    out = tmp_path / "out"
+    assert main(["eval", "tablebench", "--data", str(data), "--responses",
+                 str(_write_jsonl(tmp_path / "r.jsonl", rows)), "--out", str(out), "--no-progress"]) == 0
+    assert "skipped 2 response(s) to dropped questions" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert any("2 response(s) to questions this benchmark drops skipped" in n for n in summary["notes"])
+    assert summary["results"] == 1
+    rows.append({"id": "nope", "prediction": "x"})
+    assert main(["eval", "tablebench", "--data", str(data), "--responses",
+                 str(_write_jsonl(tmp_path / "r2.jsonl", rows)), "--out", str(tmp_path / "o2")]) == 2

@@ -15,6 +15,11 @@ from datamind_ext.protocol import parse_response
 _ANY_TAG = re.compile(r"</?(think|code|interpreter|answer)>")
 
 
+def has_protocol_tags(response: Response) -> bool:
+    """Whether the response speaks this project's tag protocol (else it is another harness's raw text)."""
+    return response.trajectory is not None or bool(_ANY_TAG.search(response.text or ""))
+
+
 def final_answer(response: Response) -> str | None:
     """The final answer of ``response``; None if the agent produced none."""
     if response.trajectory:

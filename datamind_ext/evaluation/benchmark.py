@@ -59,6 +59,8 @@ class Benchmark(ABC):
     def __init__(self) -> None:
         #: Facts about the loaded set the summary must state (questions dropped, ids repeated).
         self.notes: list[str] = []
+        #: Ids of questions the loader left out on purpose: responses to them are skipped, not errors.
+        self.dropped_ids: set[str] = set()
 
     @abstractmethod
     def load(self, data_dir: Path, *, need_files: bool = True) -> list[EvalItem]:

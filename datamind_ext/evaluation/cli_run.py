@@ -100,8 +100,12 @@ def run_eval_command(args: argparse.Namespace) -> int:
             request_timeout_s=cfg.request_timeout_s,
         )
     else:
+        skipped: list[str] = []
         responses = read_responses(Path(args.responses).expanduser().absolute(), {it.item_id for it in items},
-                                   field=args.field)
+                                   field=args.field, dropped_ids=bench.dropped_ids, skipped=skipped)
+        if skipped:
+            notes.append(f"{len(skipped)} response(s) to questions this benchmark drops skipped")
+            print(f"note: skipped {len(skipped)} response(s) to dropped questions (e.g. {skipped[0]})")
         run_info["responses"] = str(Path(args.responses).expanduser().absolute())
 
     async def go() -> dict[str, Any]:

@@ -130,8 +130,15 @@ def _records(path: Path) -> list[tuple[str, Any]]:
     return [(f"{path}:{n}", obj) for n, obj in read_jsonl(path)]
 
 
-def read_responses(path: Path, known_ids: set[str], *, field: str | None = None) -> list[Response]:
-    """Every response in ``path``; ids the benchmark does not have and repeats are errors."""
+def read_responses(
+    path: Path, known_ids: set[str], *, field: str | None = None, dropped_ids: set[str] | None = None,
+    skipped: list[str] | None = None,
+) -> list[Response]:
+    """Every response in ``path``; ids the benchmark does not have and repeats are errors.
+
+    Responses to ``dropped_ids`` (questions the benchmark's loader leaves out, e.g. TableBench's
+    chart generation) are skipped and their ids appended to ``skipped``.
+    """
     if not path.exists() or path.is_dir():  # not is_file(): a pipe (<(...)) is fine
         raise UserError(f"responses file not found: {path}")
     records = _records(path)
@@ -146,6 +153,10 @@ def read_responses(path: Path, known_ids: set[str], *, field: str | None = None)
     seen: dict[tuple[str, int], str] = {}
     for where, obj in records:
         resp = response_from_record(obj, where, path.parent, field=field, file_key=(file_keys or [None])[0])
+        if dropped_ids and resp.item_id in dropped_ids and resp.item_id not in known_ids:
+            if skipped is not None:
+                skipped.append(resp.item_id)
+            continue
         if resp.item_id not in known_ids:
             raise UserError(f"{where}: id {resp.item_id!r} is not a question of this benchmark (wrong --data?)")
         key = (resp.item_id, resp.run)

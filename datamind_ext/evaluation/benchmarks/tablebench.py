@@ -22,9 +22,9 @@ import re
 from pathlib import Path
 
 from datamind_ext.errors import UserError
-from datamind_ext.evaluation.answers import final_answer, strip_final_answer_prefix
+from datamind_ext.evaluation.answers import final_answer, has_protocol_tags, strip_final_answer_prefix
 from datamind_ext.evaluation.benchmark import BENCHMARKS, Benchmark, ScoringContext
-from datamind_ext.evaluation.benchmarks.tablebench_metrics import official_score
+from datamind_ext.evaluation.benchmarks.tablebench_metrics import official_score, parse_final_answer
 from datamind_ext.evaluation.files import find_file, read_jsonl, require_keys
 from datamind_ext.evaluation.items import EvalItem, Response, Score
 from datamind_ext.evaluation.paper_protocol import judge_or_rule
@@ -57,6 +57,20 @@ def answer_parts(text: str) -> list[str]:
     return [p.strip().strip("'\"") for p in _PART_SPLIT.split(text.strip()) if p.strip().strip("'\"")]
 
 
+def official_prediction(response: Response) -> str:
+    """What TableBench's own parser takes as the answer.
+
+    Another harness's raw output is parsed exactly as TableBench parses it (its first
+    ``Final Answer: `` line; none: the empty string, scored 0). This project's agent answers
+    in an ``<answer>`` block, which plays the role of that line: its content, or the
+    ``Final Answer: `` line inside it if it has one.
+    """
+    if not has_protocol_tags(response):
+        return parse_final_answer(response.text or "")
+    answer = final_answer(response) or ""
+    return parse_final_answer(answer) or answer.strip()
+
+
 @BENCHMARKS.register("tablebench")
 class TableBench(Benchmark):
     name = "tablebench"
@@ -82,6 +96,7 @@ class TableBench(Benchmark):
             seen.add(qid)
             if row["qsubtype"] in DROPPED_SUBTYPES or row["qtype"] == "Visualization":
                 dropped[str(row["qsubtype"])] = dropped.get(str(row["qsubtype"]), 0) + 1
+                self.dropped_ids.add(qid)
                 continue
             question = (
                 f"{str(row['question']).strip()}\n\nThe table is in the file {TABLE_FILE}. Give the final answer as "
@@ -136,7 +151,8 @@ class TableBench(Benchmark):
             ctx=ctx,
             detail=detail,
         )
-        metric, value = official_score(answer or "", item.gold, item.categories["qtype"], item.categories["qsubtype"])
+        metric, value = official_score(official_prediction(response), item.gold, item.categories["qtype"],
+                                       item.categories["qsubtype"])
         return {
             "paper": paper,
             "official": Score(

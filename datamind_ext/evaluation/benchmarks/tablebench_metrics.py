@@ -1,7 +1,10 @@
 """TableBench's own per-question metrics, restated so our numbers compare with its leaderboard.
 
-TableBench (``eval_tablebench_script.py``, ``metrics/custom_em_metric.py``) scores the parsed
-"Final Answer" by question type: fact checking, numerical reasoning and impact analysis by
+TableBench (``parse_tablebench_instruction_response_script.py``, ``metrics/qa_metrics.py``,
+``metrics/custom_em_metric.py``) first parses the answer (the first ``Final Answer: ...`` line
+of the output; none: the empty string), then normalises prediction and reference alike
+(lower-cased; punctuation removed, so "1,062" is "1062", "35.0" is "350" and "12%" is "12";
+articles removed; whitespace collapsed), then scores by question type: fact checking, numerical reasoning and impact analysis by
 exact match (EM); correlation, trend and statistical analysis by EM with a 10 % relative error
 margin; the other data-analysis subtypes by ROUGE-L. EM is graded: the reference is split on
 commas and each position earns ``1 / #parts`` when the prediction's part at the same position
@@ -12,6 +15,7 @@ numbers (half up); percentages match as fractions to four decimals; text must be
 from __future__ import annotations
 
 import re
+import string
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from datamind_ext.evaluation.rouge import rouge_l_f
@@ -20,7 +24,23 @@ _NUMBER = re.compile(r"^-?\d+(\.\d+)?%?$")
 EM_WITH_ERROR_SUBTYPES = ("CorrelationAnalysis", "TrendForecasting", "StatisticalAnalysis")
 EM_SUBTYPES = ("ImpactAnalysis",)
 EM_TYPES = ("FactChecking", "NumericalReasoning")
-RELATIVE_ERROR = 0.10
+#: Percent, compared as TableBench does: a Decimal error against the float ``10 / 100``.
+ERROR_RANGE_PCT = 10
+_FINAL_ANSWER = re.compile(r"Final Answer: (.+)")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = set(string.punctuation)
+
+
+def parse_final_answer(prediction: str) -> str:
+    """TableBench's DP/CoT parser: the rest of the first ``Final Answer: `` line, else ''."""
+    m = _FINAL_ANSWER.search(prediction)
+    return m.group(1) if m else ""
+
+
+def normalize_answer(text: str) -> str:
+    """TableBench's normalisation, applied to prediction and reference before every metric."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def _is_number(text: str) -> bool:
@@ -64,8 +84,8 @@ def exact_match(prediction: str, reference: str) -> float:
     return credit
 
 
-def exact_match_with_error(prediction: str, reference: str, relative_error: float = RELATIVE_ERROR) -> float:
-    """Graded positional EM where numbers may differ by ``relative_error`` (TableBench's EM_with_error_10)."""
+def exact_match_with_error(prediction: str, reference: str, error_range_pct: float = ERROR_RANGE_PCT) -> float:
+    """Graded positional EM where numbers may differ by ``error_range_pct`` % (TableBench's EM_with_error_10)."""
     refs, preds = _parts(reference), _parts(prediction)
     credit = 0.0
     for i, ref in enumerate(refs):
@@ -77,7 +97,7 @@ def exact_match_with_error(prediction: str, reference: str, relative_error: floa
                 hit = pred == ref
             else:
                 r, p = _as_decimal(ref), _as_decimal(pred)
-                hit = p == r if r == 0 else abs(r - p) / abs(r) <= Decimal(str(relative_error))
+                hit = p == r if r == 0 else abs(r - p) / abs(r) <= error_range_pct / 100
         except (InvalidOperation, ValueError):
             hit = False
         credit += hit / len(refs)
@@ -94,8 +114,9 @@ def official_metric(qtype: str, qsubtype: str) -> str:
 
 
 def official_score(prediction: str, reference: str, qtype: str, qsubtype: str) -> tuple[str, float]:
-    """(metric name, value in [0, 1]) for one prediction."""
+    """(metric name, value in [0, 1]) for one parsed prediction, both sides normalised first."""
     metric = official_metric(qtype, qsubtype)
+    prediction, reference = normalize_answer(prediction), normalize_answer(reference)
     if metric == "EM":
         return metric, exact_match(prediction, reference)
     if metric == "EM_with_error_10":
