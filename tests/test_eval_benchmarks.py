@@ -274,6 +274,22 @@ def test_qrdata_gold_wrong(data, tmp_path):
     assert by_type["multiple_choice"]["official"]["pass@1"] == 0.0
 
 
+def test_qrdata_official_is_eval_py_and_the_paper_column_is_lenient(data, tmp_path):
+    """eval.py compares the prediction as given: a 'Final Answer:' prefix or a leading space in a
+    raw prediction fails a multiple choice there; only the paper column forgives it."""
+    answers = {"1": {"text": "Final Answer: treatment group"}, "0": {"text": " 0.75"},
+               "2": {"text": "<answer>Final Answer: 99.7%</answer>"}}
+    out = tmp_path / "lenient"
+    score("qrdata", data / "qrdata", out, answers)
+    r = results(out)
+    assert r["1"]["scores"]["official"]["correct"] is False and r["1"]["scores"]["paper"]["correct"] is True
+    assert r["0"]["scores"]["official"]["correct"] is True  # numbers: the first number anywhere
+    assert r["2"]["scores"]["official"]["correct"] is True
+    out = tmp_path / "space"
+    score("qrdata", data / "qrdata", out, {"1": {"text": " treatment group"}})
+    assert results(out)["1"]["scores"]["official"]["correct"] is False
+
+
 def test_qrdata_bad_question_type(data):
     path = data / "qrdata" / "QRData.json"
     rows = json.loads(path.read_text())

@@ -9,7 +9,10 @@ Official layout (xxxiaol/QRData, ``benchmark/``)::
 Items have no id in the official file; the id is the position in the list (0-based).
 Scorers: QRData's official rule (``benchmark/eval.py``: numbers, first number of the answer with
 % read as /100, strictly within 3 % of the gold; multiple choice, the lower-cased answer starts
-with the gold choice) and the paper's protocol (LLM judge, or the shared 3 % / choice matcher).
+with the gold choice), applied as ``eval.py`` applies it: to the prediction as given (another
+harness's raw text untouched, this project's ``<answer>`` block content), no "Final Answer:"
+prefix removed; and the paper's protocol (LLM judge, or the shared 3 % / choice matcher), which
+is the lenient column (prefix removed).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import re
 from pathlib import Path
 
 from datamind_ext.errors import UserError
-from datamind_ext.evaluation.answers import final_answer, strip_final_answer_prefix
+from datamind_ext.evaluation.answers import final_answer, has_protocol_tags, strip_final_answer_prefix
 from datamind_ext.evaluation.benchmark import BENCHMARKS, Benchmark, ScoringContext
 from datamind_ext.evaluation.files import (
     check_files_exist,
@@ -107,12 +110,13 @@ class QRData(Benchmark):
         gold = item.gold["answer"]
         qtype = item.gold["question_type"]
         choices = item.gold["choices"] or None
-        off = answer is not None and official_correct(answer, gold, qtype)
+        pred = raw if has_protocol_tags(response) else response.text  # what eval.py would be given
+        off = pred is not None and official_correct(pred, gold, qtype)
         official = Score(
             correct=off,
             value=float(off),
-            scorer="qrdata-official (numbers within 3%, choices by prefix)",
-            reason="no answer" if answer is None else ("match" if off else "no match"),
+            scorer="qrdata-official (eval.py: first number within 3%, choices by prefix)",
+            reason="no answer" if pred is None else ("match" if off else "no match"),
         )
         rule = match_answer(answer, gold, rel_tol=0.03, choices=choices) if answer is not None else None
         paper = await judge_or_rule(
