@@ -89,6 +89,23 @@ def test_dabench_gold_100_wrong_0_partial(data, tmp_path):
     assert s["items_with_results"] == 2 and s["items_in_benchmark"] == 3
 
 
+def test_dabench_paper_fallback_empty_label_and_glued_junk(tmp_path):
+    from datamind_ext.evaluation.items import EvalItem
+
+    bench = get_benchmark("dabench")
+    item = EvalItem(benchmark="dabench", item_id="9", question="q", gold=[["outliers", ""], ["mean", "88.32"]])
+    ctx = ScoringContext(work_dir=tmp_path)
+
+    def paper(text: str) -> bool:
+        return asyncio.run(bench.score(item, Response(item_id="9", text=text), ctx))["paper"].correct
+
+    assert paper("@outliers[] @mean[88.32]") is True  # the exact answer, empty label included
+    assert paper("@outliers[] @mean[90.0]") is True  # within 3 %
+    assert paper("@outliers[] @mean[88.32_x]") is False and paper("@outliers[] @mean[88.32abc]") is False
+    assert paper("@outliers[3] @mean[88.32]") is False and paper("@mean[88.32]") is False
+    assert paper("@outliers[] @mean[8.832e1]") is True  # an exponent is a number, not junk
+
+
 def test_dabench_errors_name_the_file(data):
     bench = get_benchmark("dabench")
     (data / "dabench" / "da-dev-labels.jsonl").unlink()

@@ -14,6 +14,7 @@ recorded too, as the official script's "accuracy by sub-question".
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from datamind_ext.errors import UserError
@@ -30,6 +31,50 @@ from datamind_ext.evaluation.items import EvalItem, Response, Score
 from datamind_ext.evaluation.paper_protocol import judge_or_rule
 
 _DATA_DIRS = ("", "data/", "examples/DA-Agent/data/")
+#: A number with something glued to it ("88.32_x", "12abc"); an exponent ("1e-5") is not junk.
+_GLUED_JUNK = re.compile(r"\d(?:_|[^\W\deE]|[eE](?![+-]?\d))")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.rstrip("%"))
+    except ValueError:
+        return False
+    return True
+
+
+def paper_value_equal(pred: str, gold: str, rel_tol: float = 0.03) -> bool:
+    """One sub-answer under the paper's no-judge rule: equal text (an empty label included), or
+    the shared matcher's 3 % -- but not for a number with junk glued to it."""
+    from datamind_ext.rewards import match_answer
+
+    p, g = pred.strip(), gold.strip()
+    if p.lower() == g.lower():
+        return True
+    if not p or not g:
+        return False
+    if _is_number(g) and _GLUED_JUNK.search(p):
+        return False
+    return bool(match_answer(p, g, rel_tol=rel_tol).correct)
+
+
+def paper_rule(answer: str, pairs: list[list[str]]) -> tuple[bool, str, dict]:
+    """(correct, reason, detail) of the paper's no-judge rule over every ``@name[value]``.
+
+    Names are case-insensitive; a single-answer question also accepts a bare answer.
+    """
+    from datamind_ext.rewards import parse_sub_answers
+
+    preds = {n.lower(): v for n, v in parse_sub_answers(answer).items()}
+    if not preds and len(pairs) == 1:
+        preds = {pairs[0][0].lower(): answer}
+    per_sub = {name: name.lower() in preds and paper_value_equal(preds[name.lower()], gold) for name, gold in pairs}
+    n_right = sum(per_sub.values())
+    detail = {"sub_answers": per_sub, "sub_fraction": n_right / max(len(per_sub), 1)}
+    wrong = [n for n, ok in per_sub.items() if not ok]
+    reason = f"dabench:{n_right}/{len(pairs)}" if not wrong else \
+        f"dabench_wrong:{','.join(wrong[:5])}({n_right}/{len(pairs)})"
+    return not wrong, reason, detail
 
 
 def gold_text(common_answers: list[list[str]]) -> str:
@@ -102,13 +147,13 @@ class DABench(Benchmark):
         for official in (True, False):
             if answer is None:
                 verdicts[official] = (False, "no answer", {"sub_answers": {}, "sub_fraction": 0.0})
-                continue
-            match = match_dabench(answer, pairs, official=official)
-            per_sub = sub_answer_correctness(answer, pairs, official=official)
-            if match.correct:  # a bare single answer passes the lenient rule without @name[...]
-                per_sub = {name: True for name in per_sub}
-            detail = {"sub_answers": per_sub, "sub_fraction": sum(per_sub.values()) / max(len(per_sub), 1)}
-            verdicts[official] = (bool(match.correct), match.reason, detail)
+            elif not official:
+                verdicts[official] = paper_rule(answer, pairs)
+            else:
+                match = match_dabench(answer, pairs, official=True)
+                per_sub = sub_answer_correctness(answer, pairs, official=True)
+                detail = {"sub_answers": per_sub, "sub_fraction": sum(per_sub.values()) / max(len(per_sub), 1)}
+                verdicts[official] = (bool(match.correct), match.reason, detail)
         correct, reason, detail = verdicts[True]
         official_score = Score(
             correct=correct,
