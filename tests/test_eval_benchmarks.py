@@ -215,9 +215,46 @@ def test_bird_loads_and_computes_gold_by_execution(data, tmp_path):
     assert [it.categories["difficulty"] for it in items] == ["simple", "moderate", "challenging"]
     assert items[0].database.endswith("dev_databases/shop/shop.sqlite")
     assert "External knowledge: live in Avon" in items[0].question
-    path, rows = bench.gold(items[1], ScoringContext(work_dir=tmp_path))
+    path, rows, _, decodes = bench.gold(items[1], ScoringContext(work_dir=tmp_path))
     assert sorted(rows) == [("Ada", 80.0), ("Bo", 42.25), ("Cy", 60.0), ("Di", 15.75)]
-    assert path.read_text().splitlines()[0] == "name,SUM(o.amount)"
+    assert path.read_text().splitlines()[0] == "name,SUM(o.amount)" and decodes is True
+
+
+def test_bird_predict_dev_json_scored_by_standard_execution_accuracy(data, tmp_path, monkeypatch):
+    """BIRD's released prediction format, through the CLI, scored as its evaluation.py scores it."""
+    from datamind_ext.cli.main import main
+    from datamind_ext.evaluation.benchmarks import bird
+
+    sep = "\t----- bird -----\t"
+    preds = {"0": f"SELECT COUNT(id) FROM customers WHERE city = 'Avon'{sep}shop",
+             "1": f"SELECT SUM(o.amount), c.name FROM orders o JOIN customers c ON o.customer_id = c.id "
+                  f"WHERE o.year = 2024 GROUP BY c.name{sep}shop",  # columns swapped: rows differ as tuples
+             "2": f"SELECT 1; SELECT 2{sep}shop"}  # two statements: an error there, 0
+    path = tmp_path / "predict_dev.json"
+    path.write_text(json.dumps(preds))
+    out = tmp_path / "out"
+    assert main(["eval", "bird", "--data", str(data / "bird"), "--responses", str(path), "--out", str(out),
+                 "--no-progress"]) == 0
+    r = results(out)
+    assert [r[i]["scores"]["official"]["correct"] for i in "012"] == [True, False, False]
+    assert r["1"]["scores"]["paper"]["correct"] is True  # the paper's protocol ignores column order
+    # evaluation.py's one limit for both queries: past it, 0 whatever the rows
+    monkeypatch.setattr(bird, "BIRD_EX_TIMEOUT_S", 0.0)
+    s = score("bird", data / "bird", tmp_path / "slow", {"0": {"sql": "SELECT COUNT(*) FROM customers WHERE city = 'Avon'"}})
+    assert s["overall"]["official"]["pass@1_scored"] == 0.0 and s["overall"]["paper"]["pass@1_scored"] == 1.0
+    assert "s > 0 s" in results(tmp_path / "slow")["0"]["scores"]["official"]["reason"]
+
+
+def test_bird_text_sqlite3_cannot_decode_is_0_in_standard_ex(data, tmp_path):
+    db = data / "bird" / "dev_databases" / "shop" / "shop.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE customers SET name = CAST(x'ff41' AS TEXT) WHERE id = 4")
+    s = score("bird", data / "bird", tmp_path / "o", {"1": {"sql": "SELECT c.name, SUM(o.amount) FROM customers c "
+                                                        "JOIN orders o ON o.customer_id = c.id WHERE o.year = 2024 "
+                                                        "GROUP BY c.name"}})
+    row = results(tmp_path / "o")["1"]
+    assert row["scores"]["paper"]["correct"] is True
+    assert row["scores"]["official"]["correct"] is False and "not UTF-8" in row["scores"]["official"]["reason"]
 
 
 def test_bird_gold_wrong_partial(data, tmp_path):

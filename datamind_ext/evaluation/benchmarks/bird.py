@@ -11,9 +11,13 @@ with a time limit, and cached under the output folder.
 
 A prediction is a result table: the CSV the agent saved (its answer names it), a CSV path in a
 responses file, or SQL (from a responses file, or the last ``execute_sql`` / sql fence of a
-transcript), which is executed the same way. Scorers: the paper's protocol (the predicted
+transcript), which is executed the same way. BIRD's released ``predict_dev.json`` (id ->
+``"SQL\t----- bird -----\tdb"``) is read as is. Scorers: the paper's protocol (the predicted
 CSV's columns must cover the gold columns, order ignored, numbers within 1e-2), and BIRD's
-official execution accuracy (the sets of result rows are equal; needs the predicted SQL).
+standard execution accuracy as its ``evaluation.py`` computes it: the predicted SQL's result
+rows, as a set, equal the gold's; any error is 0, and so is a pair of queries that together
+run past its 30 s limit (``meta_time_out``) or return text that is not UTF-8 (sqlite3's
+default decoding, which it uses, raises).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import re
+import time
 from pathlib import Path
 
 from datamind_ext.errors import UserError
@@ -33,7 +38,7 @@ from datamind_ext.evaluation.files import (
     require_keys,
 )
 from datamind_ext.evaluation.items import EvalItem, Response, Score
-from datamind_ext.evaluation.sqlite_exec import SQLError, run_query, write_csv
+from datamind_ext.evaluation.sqlite_exec import SQLError, UndecodableText, run_query, write_csv
 from datamind_ext.protocol import parse_response
 
 _EXECUTE_SQL = re.compile(r"execute_sql\(\s*(?:sql\s*=\s*)?(?P<q>\"\"\"|'''|\"|')(?P<sql>.*?)(?P=q)", re.DOTALL)
@@ -45,7 +50,9 @@ class GoldSQLError(RuntimeError):
 
 
 PAPER_LABEL = "bird-paper (result CSV: gold columns matched, order ignored, abs_tol 1e-2)"
-OFFICIAL_LABEL = "bird-official-ex (set of result rows equal)"
+#: BIRD evaluation.py's default ``--meta_time_out``: one limit for the predicted and the gold query together.
+BIRD_EX_TIMEOUT_S = 30.0
+OFFICIAL_LABEL = f"bird-official-ex (evaluation.py: set of result rows equal, {BIRD_EX_TIMEOUT_S:g} s)"
 
 
 def _execute_sql_calls(cell: str) -> list[tuple[str, str | None]]:
@@ -158,26 +165,34 @@ class Bird(Benchmark):
 
     def __init__(self) -> None:
         super().__init__()
-        self._gold_rows: dict[str, list[tuple]] = {}
+        self._gold: dict[str, tuple[list[tuple], float, bool]] = {}
 
-    def gold(self, item: EvalItem, ctx: ScoringContext) -> tuple[Path, list[tuple]]:
-        """The gold result table (CSV path and rows), computed by executing the gold SQL once.
+    def gold(self, item: EvalItem, ctx: ScoringContext) -> tuple[Path, list[tuple], float, bool]:
+        """The gold result table, computed by executing the gold SQL once per item.
 
-        The CSV is cached in the output folder (a rerun reuses it); the typed rows, needed for
-        the official row-set comparison, are kept in memory for the k runs of one item.
+        Returns (CSV path, typed rows, seconds the query took, whether its text decodes as
+        sqlite3 decodes by default). The CSV is cached in the output folder (a rerun reuses it);
+        rows and timing, needed for the official comparison, are kept for the k runs of an item.
         """
         path = ctx.work_dir / "bird_gold" / f"{_safe(item.item_id)}.csv"
-        rows = self._gold_rows.get(item.item_id)
-        if rows is None:
+        if item.item_id not in self._gold:
+            strict = True
+            t0 = time.monotonic()
             try:
-                columns, rows = run_query(item.database or "", item.gold["sql"], timeout_s=ctx.sql_timeout_s)
+                try:
+                    columns, rows = run_query(item.database or "", item.gold["sql"], timeout_s=ctx.sql_timeout_s,
+                                              strict_text=True)
+                except UndecodableText:
+                    strict = False
+                    columns, rows = run_query(item.database or "", item.gold["sql"], timeout_s=ctx.sql_timeout_s)
             except SQLError as err:
                 # Not a UserError: one slow or broken gold query fails its own units, not the run.
                 raise GoldSQLError(f"the gold SQL failed on {item.database}: {err}") from None
-            self._gold_rows[item.item_id] = rows
+            self._gold[item.item_id] = (rows, time.monotonic() - t0, strict)
             if not path.is_file():
                 write_csv(path, columns, rows)
-        return path, rows
+        rows, seconds, strict = self._gold[item.item_id]
+        return path, rows, seconds, strict
 
     async def score(self, item: EvalItem, response: Response, ctx: ScoringContext) -> dict[str, Score]:
         return await asyncio.to_thread(self._score_sync, item, response, ctx)
@@ -185,7 +200,7 @@ class Bird(Benchmark):
     def _score_sync(self, item: EvalItem, response: Response, ctx: ScoringContext) -> dict[str, Score]:
         from datamind_ext.rewards import compare_tables
 
-        gold_path, gold_rows = self.gold(item, ctx)
+        gold_path, gold_rows, gold_s, gold_decodes = self.gold(item, ctx)
         if response.trajectory is not None and final_answer(response) is None:
             # An agent run that never answered scores 0, as in the paper (the answer names the CSV).
             return {
@@ -195,16 +210,28 @@ class Bird(Benchmark):
         sql = extract_sql(response)
         pred_rows: list[tuple] | None = None
         sql_error: str | None = None
+        ex_error: str | None = None  # why evaluation.py would score 0 although the query ran
         pred_csv: Path | None = Path(response.result_csv) if response.result_csv else None
         if sql is not None:
+            t0 = time.monotonic()
             try:
-                columns, pred_rows = run_query(item.database or "", sql, timeout_s=ctx.sql_timeout_s)
+                try:
+                    columns, pred_rows = run_query(item.database or "", sql, timeout_s=ctx.sql_timeout_s,
+                                                   strict_text=True)
+                except UndecodableText as err:
+                    ex_error = f"{err} (evaluation.py fails on it)"
+                    columns, pred_rows = run_query(item.database or "", sql, timeout_s=ctx.sql_timeout_s)
+                pred_s = time.monotonic() - t0
+                if pred_s + gold_s > BIRD_EX_TIMEOUT_S:
+                    ex_error = f"predicted + gold query took {pred_s + gold_s:.1f} s > {BIRD_EX_TIMEOUT_S:g} s"
                 if pred_csv is None or not pred_csv.is_file():
                     pred_csv = write_csv(
                         ctx.work_dir / "bird_pred" / f"{_safe(item.item_id)}.run{response.run}.csv", columns, pred_rows
                     )
             except SQLError as err:
                 sql_error = str(err)
+        if not gold_decodes:
+            ex_error = "the gold result holds text that is not UTF-8 (evaluation.py fails on it)"
         if pred_csv is not None and pred_csv.is_file():
             match = compare_tables(str(pred_csv), str(gold_path), abs_tol=1e-2)
             paper = Score(
@@ -214,7 +241,7 @@ class Bird(Benchmark):
         else:
             why = sql_error or ("result CSV not found: " + str(pred_csv) if pred_csv else "no result table or SQL")
             paper = Score(correct=False, value=0.0, scorer=PAPER_LABEL, reason=why)
-        if pred_rows is not None:
+        if pred_rows is not None and ex_error is None:
             same = set(pred_rows) == set(gold_rows)
             official = Score(
                 correct=same, value=float(same), scorer=OFFICIAL_LABEL,
@@ -223,7 +250,7 @@ class Bird(Benchmark):
         else:
             official = Score(
                 correct=False, value=0.0, scorer=OFFICIAL_LABEL,
-                reason=sql_error or "no SQL to execute", detail={"sql": sql},
+                reason=ex_error or sql_error or "no SQL to execute", detail={"sql": sql},
             )
         return {"paper": paper, "official": official}
 
