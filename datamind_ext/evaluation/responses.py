@@ -109,7 +109,10 @@ def response_from_record(
     has_prediction = resp.trajectory is not None or resp.sql is not None or resp.result_csv is not None
     if not has_prediction and resp.void_reason is None and resp.error is None:
         text_key = keys[0] if keys and keys[0] not in SQL_KEYS else None
-        if text_key is None:
+        sql_key = next((k for k in SQL_KEYS if k in obj), None)
+        if text_key is None and sql_key is not None:
+            resp.void_reason = _void(obj, sql_key)
+        elif text_key is None:
             resp.void_reason = f"no prediction: none of the fields {', '.join(PREDICTION_KEYS)}"
         elif not (isinstance(obj.get(text_key), str) and obj[text_key].strip()):
             resp.void_reason = _void(obj, text_key)
