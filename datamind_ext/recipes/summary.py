@@ -188,13 +188,14 @@ def _plots(run_dir: Path, sft: list[tuple[int, float]], steps: list[dict[str, fl
 
 #: verl's top-level per-step timers (``timing_s/NAME``, consecutive phases of one step) and, within
 #: ``gen``, the agent loop's per-trajectory means (model generation, interpreter calls, reward)
-STEP_PHASES = ("gen", "reward", "old_log_prob", "ref", "adv", "update_actor")
+STEP_PHASES = ("gen", "reward", "old_log_prob", "ref", "adv", "update_actor", "update_weights")
 AGENT_PHASES = ("agent_loop/generate_sequences/mean", "agent_loop/tool_calls/mean", "agent_loop/compute_score/mean")
 
 
 def step_time(steps: list[dict[str, float]]) -> dict[str, float]:
     """Where an RL step's time goes: each timer's mean over the steps after the first (the first
-    also warms up), and ``other`` = the step minus its phases (Ray and TransferQueue hops, logging)."""
+    also warms up), and ``other`` = the step minus its timed phases: whatever verl does not time
+    (Ray and TransferQueue hops, rollout scheduling, the rollout dump, logging)."""
     use = steps[1:] or steps
     out: dict[str, float] = {}
     for name in ("step", *STEP_PHASES, *AGENT_PHASES):
