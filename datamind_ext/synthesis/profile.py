@@ -272,8 +272,8 @@ def number_style(values: pd.Series) -> tuple[str, str | None] | None:
     if not fits:
         return None
     has_comma_dec = text.str.contains(r",\d{1,2}$|,\d{4,}$").any()  # a comma not followed by exactly 3 digits
-    has_dot_groups = text.str.contains(r"\d\.\d{3}(,|$)").any()
-    has_comma_groups = text.str.contains(r"\d,\d{3}(\.|,|$)").any()
+    has_dot_groups = text.str.contains(r"\d\.\d{3}(?:,|$)").any()
+    has_comma_groups = text.str.contains(r"\d,\d{3}(?:\.|,|$)").any()
     if (",", None) in fits and has_comma_dec:
         return (",", None)
     if (",", ".") in fits and has_dot_groups and (has_comma_dec or text.str.contains(r"\d\.\d{3}\.\d{3}").any()):

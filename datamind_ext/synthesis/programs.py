@@ -245,7 +245,8 @@ def _filter_year(rng, s, prof, out):
 def _filter_label(rng, s, prof, out):
     if s.label_col is None:
         return None
-    ns = State(out, "table", s.numeric, s.categorical, s.dates, None, s.used_cats | {s.label_col}, s.measure)
+    original = [n for n in s.numeric if prof.column(n) is not None]  # derived columns are not in df
+    ns = State(out, "table", original, s.categorical, s.dates, None, s.used_cats | {s.label_col}, s.measure)
     return Step("filter_label", "multi_hop_numerical_reasoning",
                 f"{out} = df[df[{s.label_col!r}].astype(str) == str({s.var})]\nprint(len({out}))",
                 f"Now I take the rows of the original table whose {s.label_col} is that {s.label_col}.",

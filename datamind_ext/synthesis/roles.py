@@ -34,7 +34,8 @@ MEASURE_ROLES: frozenset[str] = frozenset({"measure", "count"})
 GROUP_ROLES: frozenset[str] = frozenset({"category", "binary", "ordinal", "year"})
 
 _INDEX_NAMES = re.compile(r"^(unnamed: ?\d+|index|idx|rownames|row ?(no|num|number)?|x|#|no\.?|obs)$", re.I)
-_ID_NAME = re.compile(r"(^id$|[ _.\-]id$|[a-z]Id$|ID$|^id[ _.\-]|_key$|^key$|^uuid|^code$|_code$|\bcode$|zip|fips|isbn|phone)")
+_ID_NAME = re.compile(r"(^id$|[ _.\-]id$|[a-z]Id$|ID$|^id[ _.\-]|_key$|^key$|^uuid|^code$|_code$|\bcode$|zip|fips|isbn|phone"
+                      r"|(?i:^seqn?$|_seq$|^(subject|patient|person|participant|respondent)s?$))")
 _YEAR_NAME = re.compile(r"(year|yr\b|^yr|season|cohort|vintage)", re.I)
 _COUNT_NAME = re.compile(r"(^n_|^num|count|number|total|^n$|freq|deaths|cases|births|visits|children|kids|pop)", re.I)
 _ORDINAL_NAME = re.compile(r"(rank|level|grade|rating|stage|class|educ|scale|likert|tier|quality|satisf)", re.I)
@@ -113,6 +114,8 @@ def _numeric_role(nonnull: pd.Series, name: str, n: int, uniq: int) -> RoleInfo:
         return RoleInfo("identifier", f"name {name!r} reads as a key or code")
     if integral and _is_consecutive_index(nonnull) and n > 20:
         return RoleInfo("identifier", "unique consecutive integers in row order: a row index")
+    if integral and re.match(r"^(year|yr)$", name.strip(), re.I):
+        return RoleInfo("year", f"name {name!r}: calendar years (possibly written with two digits)")
     if integral and nonnull.between(1700, 2100).all():
         if _YEAR_NAME.search(name):
             return RoleInfo("year", f"name {name!r} and whole numbers within 1700..2100")
@@ -149,7 +152,7 @@ def _text_role(nonnull: pd.Series, name: str, n: int, uniq: int) -> RoleInfo:
         if avg_len > 40 or text.str.contains(" ").mean() > 0.8 and avg_len > 25:
             return RoleInfo("text", f"unique strings, {avg_len:.0f} characters on average: free text")
         return RoleInfo("identifier", "every value unique: a key or label per row")
-    if uniq <= max(20, int(0.2 * n)) and avg_len < 40:
+    if uniq <= max(20, int(0.5 * n)) and avg_len < 40 and n >= 10:
         return RoleInfo("category", f"{uniq} distinct labels among {n} values")
     if _ID_NAME.search(name) and avg_len < 20:
         return RoleInfo("identifier", f"name {name!r} reads as a key or code")
