@@ -160,3 +160,50 @@ def test_second_run_on_the_same_out_fails_at_once(tmp_path: Path) -> None:
             time.sleep(0.1)
     else:
         raise AssertionError("lock not released after kill")
+
+
+def test_audit_flags_misused_measures_and_bad_golds_and_filter_drops_them(tmp_path: Path) -> None:
+    """The audit's checks on a hand-made set (one good task, one averaging an id, one NaN gold, one
+    LLM task whose code sums a year), then the same checks as ``synth filter`` drops."""
+    from datamind_ext.synthesis.audit import audit_tasks, question_template, task_problems
+
+    roles = {"t": {"id": "identifier", "price": "measure", "year": "year", "shop": "category"}}
+    profiles = [{"profiles": [{"key": "t", "columns": [{"name": k, "role": v} for k, v in roles["t"].items()]}]}]
+
+    def task(q: str, gold: str, measures: list[str], source: str = "programmatic", code: str = "") -> dict:
+        spec = {"question": q, "table_key": "t", "table_label": "t.csv", "category": "aggregation", "depth": 1,
+                "source": source, "chain": [{"op": "mean", "measures": measures}] if source == "programmatic" else [],
+                "cells": [{"code": code}], "verify_code": "x", "answer_kind": "number"}
+        return {"key": q, "status": "ok", "gold": gold, "spec": spec}
+
+    tasks = [task("In t.csv: what is the mean price?", "3.5", ["price"]),
+             task("In t.csv: what is the mean id?", "7.5", ["id"]),
+             task("In t.csv: what is the mean price of shop 'A'?", "nan", ["price"]),
+             task("What is the total year?", "40000", [], "llm", "x = df['year'].sum()\nprint(x)"),
+             {"key": "r", "status": "rejected", "reason": "ill_posed:tie", "spec": {}}]
+    rep = audit_tasks(tasks, profiles)
+    assert rep["checks"]["measure_misuse"]["count"] == 2 and rep["checks"]["nan_answer"]["count"] == 1
+    assert rep["rejected_by_rule"] == {"ill_posed:tie": 1} and rep["tasks"] == 4
+    assert question_template("In t.csv: what is the mean price above 3.5 for 'A'?", ["price"], "t.csv") == \
+        "In <file>: what is the mean <col> above <num> for <val>?"
+    assert task_problems(tasks[0]["spec"], "0.001", roles["t"]) == ["zero_answer"]
+
+
+def test_synth_audit_cli_writes_markdown_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import shutil
+
+    from datamind_ext.cli.main import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "data" / "samples" / "files" / "retail_sales.csv", data)
+    out = tmp_path / "out"
+    for stage in ("profile", "tasks"):
+        assert main(["synth", stage, "--data", str(data), "--out", str(out), "--tasks-per-table", "8"]) == 0
+    assert main(["synth", "audit", str(out)]) == 0
+    assert "synth audit:" in capsys.readouterr().out
+    rep = json.loads((out / "audit.json").read_text())
+    assert rep["tasks"] >= 3 and rep["checks"]["measure_misuse"]["count"] == 0
+    assert "## Question templates" in (out / "audit.md").read_text()
+    assert main(["synth", "audit", str(tmp_path / "nothing")]) == 2

@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 
-STAGES = ("profile", "tasks", "trajectories", "filter", "export", "all")
+STAGES = ("profile", "tasks", "trajectories", "filter", "export", "all", "audit")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="synthesize tasks and trajectories from data files (SFT + RL datasets)")
-    p.add_argument("stage", choices=STAGES, help="the stage to run, or all of them in order")
+    p.add_argument("stage", choices=STAGES, help="the stage to run, all of them in order, or audit (a quality "
+                   "report of the tasks in OUT: audit.md and audit.json)")
+    p.add_argument("folder", nargs="?", help="audit: the output folder to audit (default --out)")
     p.add_argument("--config", help="YAML file with SynthConfig keys (flags override it)")
     p.add_argument("--data", help="folder of data files (default data/samples)")
     p.add_argument("--out", help="output folder (default synth_out)")
@@ -62,8 +64,25 @@ def run(args: argparse.Namespace) -> int:
     from datamind_ext.synthesis.lock import out_lock
 
     cfg = build_config(args)
+    if args.stage == "audit":
+        return _audit(args.folder or cfg.out)
+    if args.folder:
+        from datamind_ext.errors import UserError
+
+        raise UserError(f"unexpected argument {args.folder!r}: give the output folder with --out")
     with out_lock(cfg.out):
         return _run_stages(args, cfg)
+
+
+def _audit(folder: str) -> int:
+    from datamind_ext.synthesis.audit import run_audit
+
+    rep = run_audit(folder)
+    checks = ", ".join(f"{k} {v['count']}" for k, v in rep["checks"].items())
+    print(f"synth audit: {rep['tasks']} tasks; {checks}; {rep['templates']['distinct']} templates "
+          f"(top 10: {rep['templates']['top10_share']:.1%}); {len(rep['by_category'])} categories; "
+          f"report in {folder}/audit.md")
+    return 0
 
 
 def _run_stages(args: argparse.Namespace, cfg) -> int:

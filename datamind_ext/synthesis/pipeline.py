@@ -310,8 +310,9 @@ def run_filter(cfg: SynthConfig) -> dict[str, Any]:
         else:
             earlier.append({"id": rec["key"], "task_id": rec["task_key"], "category": rec.get("category"),
                             "reason": rec.get("reason") or "not_selected", "stage": "consistency"})
+    expert, selected, audited = _audit_filter(cfg, expert, selected)
     res = filter_trajectories(expert, selected, cfg.max_answer_chars, cfg.max_obs_chars)
-    res.dropped = earlier + res.dropped
+    res.dropped = earlier + audited + res.dropped
     folder = out_path(cfg, FILTER_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     kept_path = folder / "kept.jsonl"
@@ -324,6 +325,27 @@ def run_filter(cfg: SynthConfig) -> dict[str, Any]:
     report = res.report()
     write_json(folder / "report.json", report)
     return report
+
+
+def _audit_filter(cfg: SynthConfig, expert: list[Any], selected: list[Any]) -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
+    """Drop trajectories whose task fails an audit check (``synth audit``), with the check's name."""
+    from datamind_ext.synthesis.audit import roles_by_table, task_problems
+
+    roles = roles_by_table(list(JsonlStore(out_path(cfg, PROFILES)).records()))
+    tasks = {rec["key"]: rec for rec in JsonlStore(out_path(cfg, TASKS)).records() if rec["status"] == "ok"}
+    dropped: list[dict[str, Any]] = []
+
+    def keep(t: Any) -> bool:
+        rec = tasks.get(t.task_id or "")
+        if rec is None:
+            return True
+        problems = task_problems(rec["spec"], t.ground_truth or rec.get("gold"), roles.get(rec["spec"].get("table_key", ""), {}))
+        if problems:
+            dropped.append({"id": t.id, "task_id": t.task_id, "category": t.category, "reason": f"audit:{problems[0]}",
+                            "stage": "audit"})
+        return not problems
+
+    return [t for t in expert if keep(t)], [t for t in selected if keep(t)], dropped
 
 
 def load_kept(cfg: SynthConfig) -> list[Any]:

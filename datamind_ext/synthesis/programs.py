@@ -596,10 +596,13 @@ GENERIC = frozenset({"aggregation", "descriptive_analysis", "counting"})
 
 
 def chain_category(steps: list[Step]) -> str:
-    """The category a composed task is filed under: multi-hop if it hops through a label,
-    else the last operation's category unless generic, then the last specific one in the chain."""
+    """The category a composed task is filed under: multi-hop if it hops through a label, time-based
+    if a step works on dates, else the last operation's category unless generic, then the last
+    specific one in the chain."""
     if any(st.op == "filter_label" for st in steps):
         return "multi_hop_numerical_reasoning"
+    if any(st.category == "time_based_calculation" for st in steps):  # the dates are the hard part
+        return "time_based_calculation"
     for st in reversed(steps):
         if st.category not in GENERIC:
             return st.category
