@@ -8,8 +8,10 @@ loss), with weights synced from the FSDP2 actor into vLLM after each step. The m
 data/samples/files. The config is the CPU quickstart's (recipes/quickstart/rl.yaml + cpu.yaml) with
 the rollout switched to ``vllm`` and the workarounds of :mod:`datamind_ext.integrations.vllm_cpu`.
 Asserted: the step metrics the CPU quickstart's RL test asserts (tests/test_verl_loss_main_ppo.py):
-2 steps, γ from the cosine schedule, expert rows and SFT/RL tokens > 0, finite positive sft_loss,
-``loss = γ·sft_loss + (1−γ)·pg_loss``, plus the rollout ran through vLLM.
+2 steps, γ from the cosine schedule, expert rows and SFT tokens > 0, finite positive sft_loss, a
+reward, ``loss = γ·sft_loss + (1−γ)·pg_loss``, a void rate in [0, 1] with RL tokens > 0 exactly when
+some trajectory is not void (a random model's all are: the RL term is then masked, as designed),
+plus the rollout ran through verl's vLLM server.
 
 Runs in ``.venv-vllm-cpu`` only (``vllm-cpu``, a third-party CPU repackaging of vLLM).
 Usage: ``python -m datamind_ext.recipes.vllm_cpu_check [--out DIR]``; exit 0 only when all hold.
@@ -87,9 +89,16 @@ def check_steps(log: str) -> list[str]:
                                                "actor/rl_tokens", "actor/sft_loss", "actor/pg_loss", "actor/loss")}
         if not math.isclose(got["actor/gamma"], gamma, rel_tol=1e-6):
             problems.append(f"step {t}: actor/gamma {got['actor/gamma']} != {gamma}")
-        for k in ("datamind/expert_rows", "actor/sft_tokens", "actor/rl_tokens", "actor/sft_loss"):
+        for k in ("datamind/expert_rows", "actor/sft_tokens", "actor/sft_loss"):
             if not (math.isfinite(got[k]) and got[k] > 0):
                 problems.append(f"step {t}: {k}={got[k]} (must be > 0)")
+        # a random model writes no well-formed turn: every trajectory is void, and void ones are masked
+        # out of the RL term, so RL tokens are > 0 exactly when some trajectory is not void
+        void = s.get("datamind/void_rate", math.nan)
+        if not 0 <= void <= 1 or (got["actor/rl_tokens"] > 0) != (void < 1):
+            problems.append(f"step {t}: actor/rl_tokens={got['actor/rl_tokens']} with datamind/void_rate={void}")
+        if not math.isfinite(s.get("critic/score/mean", math.nan)):
+            problems.append(f"step {t}: no reward (critic/score/mean)")
         combined = gamma * got["actor/sft_loss"] + (1 - gamma) * got["actor/pg_loss"]
         if not math.isclose(got["actor/loss"], combined, rel_tol=1e-2, abs_tol=1e-4):  # bf16-logged terms
             problems.append(f"step {t}: actor/loss {got['actor/loss']} != γ·sft + (1−γ)·pg = {combined}")
@@ -125,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
               "loaded machine); starting again", flush=True)
     problems = [] if proc.returncode == 0 else [f"main_ppo exited with {proc.returncode}"]
     problems += check_steps(log)
-    if "vLLMHttpServer" not in log and "vllm" not in log.lower():
+    if "(vLLMHttpServer pid=" not in log:
         problems.append("no sign of verl's vLLM server in the log")
     print(f"vllm-cpu: setup {t1 - t0:.0f} s, main_ppo {time.monotonic() - t1:.0f} s (log: {log_path})")
     if problems:
