@@ -63,6 +63,21 @@ def test_all_stages_produce_datasets_and_card(synth_run: Path) -> None:
     assert expert[-1]["role"] == "assistant" and row["reward_model"]["ground_truth"] in expert[-1]["content"]
     profiles = [json.loads(x) for x in (out / "profiles.jsonl").read_text().splitlines()]
     assert any(f["reason"] for p in profiles for f in p["failures"])
+    # the card: provenance (seed, config, source tables), an example question per category
+    assert "- seed: 7" in card and "- retail_sales.csv" in card and "## Example questions" in card
+    assert "not length-filtered" in json.loads((out / "export" / "summary.json").read_text())["sft_note"]
+
+
+def test_export_with_a_tokenizer_is_length_filtered_for_the_sft_stage(synth_run: Path, tiny_tokenizer, tmp_path: Path) -> None:
+    from datamind_ext.protocol import Trajectory
+    from datamind_ext.synthesis.export import DEFAULT_SFT_CUTOFF_TOKENS, export_all
+
+    kept = [Trajectory.model_validate_json(x) for x in (synth_run / "filtered" / "kept.jsonl").read_text().splitlines()]
+    summary = export_all(kept, {}, tmp_path / "exp", "d", tiny_tokenizer)
+    assert summary["sft_max_tokens"] == DEFAULT_SFT_CUTOFF_TOKENS and "sft_note" not in summary
+    report = json.loads((tmp_path / "exp" / "sft" / "export_report.json").read_text())
+    assert report["max_tokens"] == DEFAULT_SFT_CUTOFF_TOKENS
+    assert f"cutoff {DEFAULT_SFT_CUTOFF_TOKENS}:" in (tmp_path / "exp" / "README.md").read_text()
 
 
 def test_sft_dataset_loads_in_llamafactory(synth_run: Path, tiny_model_path: Path, tmp_path: Path) -> None:

@@ -73,7 +73,17 @@ def write_rl_parquet(trajs: list[Trajectory], path: Path) -> int:
     return len(unique)
 
 
-def histogram_png(lengths: list[int], unit: str, path: Path) -> None:
+#: LLaMA-Factory's default ``cutoff_len``: the length filter used when a tokenizer is given without --max-tokens
+DEFAULT_SFT_CUTOFF_TOKENS = 2048
+
+
+def _median(xs: list[int]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2 if n else 0.0
+
+
+def histogram_png(lengths: list[int], unit: str, path: Path, cutoff: int | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,6 +91,13 @@ def histogram_png(lengths: list[int], unit: str, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     ax.hist(lengths or [0], bins=30, color="#4C72B0")
+    if lengths:
+        ax.axvline(_median(lengths), color="#55A868", linestyle="--", label=f"median {_median(lengths):.0f}")
+    if cutoff:
+        over = sum(x > cutoff for x in lengths)
+        ax.axvline(cutoff, color="#C44E52", label=f"cutoff {cutoff} ({over} over)")
+    if lengths or cutoff:
+        ax.legend(fontsize=8)
     ax.set_xlabel(unit)
     ax.set_ylabel("trajectories")
     ax.set_title("Trajectory length")
@@ -90,25 +107,46 @@ def histogram_png(lengths: list[int], unit: str, path: Path) -> None:
 
 
 def dataset_card(trajs: list[Trajectory], report: dict[str, Any], lengths: list[int], unit: str,
-                 hist_name: str) -> str:
+                 hist_name: str, meta: dict[str, Any] | None = None, cutoff: int | None = None) -> str:
+    """The card: what the set is made from (sources, seed, config), what it holds (category ×
+    difficulty, formats, example questions), what was dropped and why, and how long it is."""
+    meta = meta or {}
     cats = sorted({t.category or "unknown" for t in trajs})
     diffs = sorted({int(t.difficulty or 0) for t in trajs})
     grid = Counter((t.category or "unknown", int(t.difficulty or 0)) for t in trajs)
     fmts = Counter(t.meta.get("file_format", "?") for t in trajs)
     lines = ["# Synthesized DataMind dataset", "",
-             f"{len(trajs)} trajectories kept, {report.get('dropped', 0)} dropped by the filters.", "",
-             "## By category × difficulty (composition depth)", "",
-             "| category | " + " | ".join(f"depth {d}" for d in diffs) + " | total |",
-             "|---|" + "---|" * (len(diffs) + 1)]
+             f"{len(trajs)} trajectories kept, {report.get('dropped', 0)} dropped by the filters.", ""]
+    if meta:
+        lines += ["## Provenance", "", f"- seed: {meta.get('seed')}", f"- generator: {meta.get('generator')}"]
+        if meta.get("config"):
+            lines.append("- config: `" + json.dumps(meta["config"], sort_keys=True, default=str) + "`")
+        srcs = meta.get("sources") or []
+        lines += ["", f"### Source tables ({len(srcs)})", ""] + [f"- {x}" for x in srcs]
+        lines.append("")
+    lines += ["## By category × difficulty (effective steps)", "",
+              "| category | " + " | ".join(f"depth {d}" for d in diffs) + " | total |",
+              "|---|" + "---|" * (len(diffs) + 1)]
     for c in cats:
         row = [grid[(c, d)] for d in diffs]
         lines.append(f"| {c} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
     lines += ["", "## By file format", "", "| format | trajectories |", "|---|---|"]
     lines += [f"| {f} | {n} |" for f, n in sorted(fmts.items())]
+    lines += ["", "## Example questions", ""]
+    for c in cats:
+        q = next((t.meta.get("question") for t in trajs if (t.category or "unknown") == c and t.meta.get("question")), None)
+        if q:
+            lines.append(f"- **{c}**: {q}")
     if lengths:
         s = sorted(lengths)
         lines += ["", f"## Length ({unit})", "",
-                  f"min {s[0]}, median {s[len(s) // 2]}, max {s[-1]}, mean {sum(s) / len(s):.0f}", "", f"![length histogram]({hist_name})"]
+                  f"min {s[0]}, median {_median(s):.0f}, max {s[-1]}, mean {sum(s) / len(s):.0f}"]
+        if cutoff:
+            lines.append(f"cutoff {cutoff}: {sum(x > cutoff for x in s)} trajectories over it, dropped from the SFT file")
+        lines += ["", f"![length histogram]({hist_name})"]
+    if report.get("kept_by_category"):
+        lines += ["", "## Kept, by category", "", "| category | kept |", "|---|---|"]
+        lines += [f"| {c} | {n} |" for c, n in report["kept_by_category"].items()]
     if report.get("dropped_by_reason"):
         lines += ["", "## Dropped, by reason", "", "| reason | count |", "|---|---|"]
         lines += [f"| {r} | {n} |" for r, n in report["dropped_by_reason"].items()]
@@ -116,16 +154,26 @@ def dataset_card(trajs: list[Trajectory], report: dict[str, Any], lengths: list[
 
 
 def export_all(trajs: list[Trajectory], report: dict[str, Any], out_dir: Path, name: str, tokenizer: Any = None,
-               max_tokens: int | None = None) -> dict[str, Any]:
+               max_tokens: int | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """SFT dataset, RL parquet and card. With a tokenizer and no ``max_tokens`` the SFT file is
+    length-filtered at LLaMA-Factory's default cutoff, so the SFT stage takes it as is."""
     from datamind_ext.sft import export_llamafactory_dataset
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    if tokenizer is not None and max_tokens is None:
+        max_tokens = DEFAULT_SFT_CUTOFF_TOKENS
     sft = export_llamafactory_dataset(trajs, out_dir / "sft", name=name, tokenizer=tokenizer, max_tokens=max_tokens)
     n_rl = write_rl_parquet(trajs, out_dir / "rl" / "train.parquet")
     lengths, unit = token_lengths(trajs, tokenizer)
-    histogram_png(lengths, unit, out_dir / "token_lengths.png")
-    (out_dir / "README.md").write_text(dataset_card(trajs, report, lengths, unit, "token_lengths.png"), encoding="utf-8")
+    histogram_png(lengths, unit, out_dir / "token_lengths.png", max_tokens)
+    (out_dir / "README.md").write_text(dataset_card(trajs, report, lengths, unit, "token_lengths.png", meta, max_tokens),
+                                       encoding="utf-8")
     summary = {"sft_dir": str(out_dir / "sft"), "sft_written": sft.n_written, "sft_skipped": sft.reason_counts(),
+               "sft_max_tokens": max_tokens,
                "rl_parquet": str(out_dir / "rl" / "train.parquet"), "rl_rows": n_rl, "card": str(out_dir / "README.md")}
+    if tokenizer is None:
+        summary["sft_note"] = ("not length-filtered (no tokenizer): the SFT stage refuses it; re-export with "
+                               "--tokenizer MODEL_DIR [--max-tokens CUTOFF_LEN], or train from filtered/kept.jsonl "
+                               "with datamind.trajectories")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary

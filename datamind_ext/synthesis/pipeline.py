@@ -371,7 +371,11 @@ def run_export(cfg: SynthConfig) -> dict[str, Any]:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
-    return export_all(trajs, report, out_path(cfg, "export"), cfg.dataset_name, tokenizer, cfg.max_tokens)
+    profiles, _ = load_profiles(cfg)
+    meta = {"seed": cfg.seed, "generator": cfg.generator,
+            "config": cfg.model_dump(exclude={"llm"}) | {"llm_model": cfg.llm.model if cfg.generator != "programmatic" else None},
+            "sources": sorted({p.label for p in profiles})}
+    return export_all(trajs, report, out_path(cfg, "export"), cfg.dataset_name, tokenizer, cfg.max_tokens, meta)
 
 
 def ledger_summary(cfg: SynthConfig) -> dict[str, Any] | None:

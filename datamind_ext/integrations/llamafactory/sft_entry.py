@@ -164,7 +164,8 @@ def _check_existing_dataset(lf_args: dict[str, Any], block: DatamindSFTConfig, c
         if max_tokens is None or max_tokens > cutoff_len:
             raise UserError(
                 f"dataset {name!r} in {dataset_dir} was exported with max_tokens={max_tokens}; LLaMA-Factory would "
-                f"truncate trajectories at cutoff_len={cutoff_len}. Re-export with max_tokens <= cutoff_len"
+                f"truncate trajectories at cutoff_len={cutoff_len}. Re-export with max_tokens <= cutoff_len "
+                f"(`datamind-ext synth export --tokenizer MODEL_DIR --max-tokens {cutoff_len}`)"
             )
         note = _check_template(lf_args, block, dataset_dir / Path(report["data_file"]).name)
         if note:
