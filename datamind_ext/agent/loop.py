@@ -174,13 +174,6 @@ class TurnLoop:
         rendered = render_messages(self.tokenizer, messages, add_generation_prompt=True)
         return rendered.input_ids, chat_text(self.tokenizer, messages, add_generation_prompt=True)
 
-    async def prompt_tokens(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        """The prompt's token ids (rendered off the event loop: templates can be slow)."""
-        if self.tokenizer is None:
-            return []
-        ids, _ = await asyncio.to_thread(self._render_prompt, [dict(m) for m in messages])
-        return ids
-
     async def run(self, messages: Sequence[dict[str, str]], files: Sequence[str] = ()) -> Episode:
         """Run one episode; the session is opened with ``files`` and closed whatever happens.
 

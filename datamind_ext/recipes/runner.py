@@ -120,8 +120,7 @@ class Recipe:
     # -- hashing and markers ---------------------------------------------------------------
     def stage_hash(self, stage: str, files: list[Path], upstream: list[str]) -> str:
         h = hashlib.sha256()
-        h.update(json.dumps(getattr(self.spec, stage).model_dump() if stage != "model" else self.spec.model.model_dump(),
-                            sort_keys=True).encode())
+        h.update(json.dumps(getattr(self.spec, stage).model_dump(), sort_keys=True).encode())
         for f in files:
             h.update(f.name.encode() + f.read_bytes())
         for up in upstream:

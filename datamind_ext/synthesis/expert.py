@@ -51,10 +51,6 @@ def answer_problem(value: str) -> str | None:
     return None
 
 
-def user_question(spec_question: str) -> str:
-    return spec_question
-
-
 def abs_files(files: list[str], data_root: str | Path | None) -> list[str]:
     root = Path(data_root) if data_root else Path.cwd()
     return [str((root / f) if not Path(f).is_absolute() else Path(f)) for f in files]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import math
 import re
@@ -89,9 +88,6 @@ class TableProfile(BaseModel):
         row cap when tasks read only the first rows."""
         name = f"{self.file_name} ({self.table})" if self.table else self.file_name
         return f"{name} (first {self.read['nrows']} rows)" if self.read.get("nrows") else name
-
-    def columns_of(self, *kinds: str) -> list[ColumnProfile]:
-        return [c for c in self.columns if c.kind in kinds]
 
     def roles(self, *roles: str) -> list[ColumnProfile]:
         return [c for c in self.columns if c.role in roles]
@@ -649,10 +645,3 @@ def read_table(profile: TableProfile, path: str | Path | None = None) -> pd.Data
     exec(load_code(profile, str(path or profile.path)), scope)  # noqa: S102 — our own generated code
     return scope["df"]
 
-
-def profile_summary(profiles: list[TableProfile], failures: list[ProfileFailure]) -> str:
-    buf = io.StringIO()
-    buf.write(f"{len(profiles)} tables profiled, {len(failures)} unreadable\n")
-    for f in failures:
-        buf.write(f"  skipped {f.path}{' [' + f.table + ']' if f.table else ''}: {f.reason}\n")
-    return buf.getvalue()

@@ -43,7 +43,6 @@ def register() -> None:
 
 # Imports after register() on purpose (see its docstring).
 import logging
-from collections.abc import Sequence
 from typing import Any, ClassVar
 from uuid import uuid4
 
@@ -169,12 +168,6 @@ class DataMindAgentLoop(AgentLoopBase):
             log.warning("datamind trajectory failed (kept in the batch as void): %s", episode.error)
         return episode_output(episode, with_logprobs=bool(sampling_params.get("logprobs")),
                               weight_versions=(min(versions), max(versions)) if versions else None)
-
-
-def registered_names() -> Sequence[str]:
-    from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
-
-    return [k for k, v in _agent_loop_registry.items() if str(v.get("_target_", "")).startswith("datamind_ext.")]
 
 
 register()
