@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from datamind_ext.atomic_files import write_jsonl
 from datamind_ext.errors import UserError
 
 
@@ -128,14 +129,9 @@ async def _run(args: argparse.Namespace) -> dict[str, int]:
         await sessions.aclose()
         if engine is not None:
             engine.close()
-    await asyncio.to_thread(_write_jsonl, out_path, list(records))
+    await asyncio.to_thread(write_jsonl, out_path, list(records))
     counts["out"] = str(out_path)  # type: ignore[assignment]
     return counts
-
-
-def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
 
 
 def run(args: argparse.Namespace) -> int:

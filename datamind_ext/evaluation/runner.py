@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from datamind_ext.atomic_files import write_text_atomic
 from datamind_ext.errors import UserError
 from datamind_ext.evaluation.answers import final_answer
 from datamind_ext.evaluation.benchmark import Benchmark, ScoringContext
@@ -127,9 +128,7 @@ def load_results(out_dir: Path) -> dict[tuple[str, int], ItemResult]:
 
 
 def _rewrite(path: Path, lines: list[str]) -> None:
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 async def run_benchmark(

@@ -10,12 +10,12 @@ no helper process is left behind.
 from __future__ import annotations
 
 import csv
-import os
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from datamind_ext.atomic_files import atomic_open
 
 
 class SQLError(Exception):
@@ -61,11 +61,8 @@ def run_query(
 
 def write_csv(path: Path, columns: list[str], rows: list[tuple[Any, ...]]) -> Path:
     """Write a result table as CSV (NULL as an empty cell), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_open(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         writer.writerows(["" if v is None else v for v in row] for row in rows)
-    tmp.replace(path)
     return path

@@ -13,7 +13,6 @@ For tests and laptops only; GPU users run ``vllm serve`` or SGLang.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from datamind_ext.generation.engine import HFGenerationEngine
+from datamind_ext.ports import free_port
 
 
 def build_app(engine: HFGenerationEngine, *, model_name: str | None = None) -> Any:
@@ -101,12 +101,6 @@ def build_app(engine: HFGenerationEngine, *, model_name: str | None = None) -> A
         }
 
     return app
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class BackgroundServer:

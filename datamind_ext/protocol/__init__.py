@@ -1,5 +1,6 @@
 """The tag protocol, its one parser, the trajectory format and the one renderer to tokens."""
 
+from datamind_ext.atomic_files import read_jsonl, write_jsonl
 from datamind_ext.protocol.observation import observation_text, truncate_middle
 from datamind_ext.protocol.render import Rendered, chat_text, render_continuation, render_messages
 from datamind_ext.protocol.tags import TURN_STOPS, ParsedResponse, Segment, extract_code, parse_response
@@ -8,9 +9,7 @@ from datamind_ext.protocol.trajectory import (
     Trajectory,
     is_observation,
     observation_message,
-    read_jsonl,
     validate_structure,
-    write_jsonl,
 )
 
 __all__ = [

@@ -8,9 +8,6 @@ LLaMA-Factory's default masking treat them as environment text (never trained).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -100,20 +97,3 @@ def validate_structure(traj: Trajectory) -> list[str]:
                 problems.append("empty_code")
                 break
     return problems
-
-
-def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
-
-
-def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict[str, Any]]) -> int:
-    n = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            d = r.model_dump() if isinstance(r, BaseModel) else r
-            f.write(json.dumps(d, ensure_ascii=False) + "\n")
-            n += 1
-    return n

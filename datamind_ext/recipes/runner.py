@@ -14,7 +14,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from datamind_ext.errors import UserError
+from datamind_ext.ports import free_port
 from datamind_ext.recipes.spec import STAGES, TRAIN_VARIANT_SEED, RecipeSpec, load_recipe
 from datamind_ext.recipes.summary import ROLLOUTS_DIR
 from datamind_ext.sft.config import LLAMAFACTORY_CONFIG
@@ -156,12 +156,6 @@ class Recipe:
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "datamind_ext", *args]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- the stages ------------------------------------------------------------------------------

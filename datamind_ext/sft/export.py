@@ -14,8 +14,6 @@ them at ``cutoff_len``) are left out and listed in the :class:`ExportReport` by 
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from datamind_ext.atomic_files import atomic_open, write_text_atomic
 from datamind_ext.protocol import Trajectory, is_observation, observation_message, render_messages, truncate_middle
 from datamind_ext.protocol.tags import CLOSE, OPEN
 from datamind_ext.sft.checks import DUPLICATE_ID, INVALID_RECORD, reason_name, trajectory_problems
@@ -174,42 +173,36 @@ def export_llamafactory_dataset(
     seen: set[str] = set()
     lengths: list[int] = []
     trained = 0
-    tmp = _tmp_path(data_file)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for index, item in enumerate(trajectories):
-                report.n_input += 1
-                tid, traj, invalid = _as_trajectory(item, index)
-                if traj is None:
-                    report.malformed[_unique(tid, report)] = [invalid or INVALID_RECORD]
-                    continue
-                if tid in seen:
-                    report.malformed[_unique(tid, report)] = [DUPLICATE_ID]
-                    continue
-                problems = trajectory_problems(traj)
-                if problems:
-                    report.malformed[tid] = problems
+    with atomic_open(data_file) as f:  # per-host/process name: concurrent exporters on a shared filesystem
+        for index, item in enumerate(trajectories):
+            report.n_input += 1
+            tid, traj, invalid = _as_trajectory(item, index)
+            if traj is None:
+                report.malformed[_unique(tid, report)] = [invalid or INVALID_RECORD]
+                continue
+            if tid in seen:
+                report.malformed[_unique(tid, report)] = [DUPLICATE_ID]
+                continue
+            problems = trajectory_problems(traj)
+            if problems:
+                report.malformed[tid] = problems
+                seen.add(tid)
+                continue
+            if max_observation_chars is not None:
+                traj, n_cut = cap_observations(traj, max_observation_chars)
+                report.n_observations_capped += n_cut
+                report.n_trajectories_capped += int(n_cut > 0)
+            if tokenizer is not None:
+                rendered = render_messages(tokenizer, traj.messages)
+                if max_tokens is not None and len(rendered) > max_tokens:
+                    report.too_long[tid] = len(rendered)
                     seen.add(tid)
                     continue
-                if max_observation_chars is not None:
-                    traj, n_cut = cap_observations(traj, max_observation_chars)
-                    report.n_observations_capped += n_cut
-                    report.n_trajectories_capped += int(n_cut > 0)
-                if tokenizer is not None:
-                    rendered = render_messages(tokenizer, traj.messages)
-                    if max_tokens is not None and len(rendered) > max_tokens:
-                        report.too_long[tid] = len(rendered)
-                        seen.add(tid)
-                        continue
-                    lengths.append(len(rendered))
-                    trained += rendered.n_trained
-                seen.add(tid)
-                f.write(json.dumps(sharegpt_record(traj), ensure_ascii=False) + "\n")
-                report.n_written += 1
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(data_file)
+                lengths.append(len(rendered))
+                trained += rendered.n_trained
+            seen.add(tid)
+            f.write(json.dumps(sharegpt_record(traj), ensure_ascii=False) + "\n")
+            report.n_written += 1
     if tokenizer is not None:
         report.max_written_tokens = max(lengths, default=0)
         report.total_written_tokens = sum(lengths)
@@ -217,21 +210,11 @@ def export_llamafactory_dataset(
     info_path = out / "dataset_info.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
     info[name] = dataset_info_entry(data_file.name)
-    _write_atomic(info_path, json.dumps(info, indent=2) + "\n")
-    _write_atomic(out / REPORT_FILE, json.dumps(report.to_json(), indent=2) + "\n")
+    write_text_atomic(info_path, json.dumps(info, indent=2) + "\n")
+    write_text_atomic(out / REPORT_FILE, json.dumps(report.to_json(), indent=2) + "\n")
     return report
 
 
-def _tmp_path(path: Path) -> Path:
-    """A temporary name unique to this process and host, so concurrent exporters (one per node on
-    a shared filesystem) never write into each other's file; each then renames atomically."""
-    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = _tmp_path(path)
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _unique(tid: str, report: ExportReport) -> str:

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from datamind_ext.atomic_files import atomic_open, write_json_atomic, write_jsonl
 from datamind_ext.errors import UserError
 from datamind_ext.interpreter.config import InterpreterConfig
 from datamind_ext.synthesis import profile as prof_mod
@@ -261,13 +262,6 @@ async def run_trajectories(cfg: SynthConfig) -> dict[str, int]:
     return {**status_counts(out_path(cfg, TRAJECTORIES)), **_error_counts(errors)}
 
 
-def write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    tmp.replace(path)
-
-
 def run_sync(coro: Any) -> Any:
     return asyncio.run(coro)
 
@@ -316,14 +310,12 @@ def run_filter(cfg: SynthConfig) -> dict[str, Any]:
     folder = out_path(cfg, FILTER_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     kept_path = folder / "kept.jsonl"
-    with open(kept_path.with_suffix(".tmp"), "w", encoding="utf-8") as f:
+    with atomic_open(kept_path) as f:
         for t in res.kept:
             f.write(t.model_dump_json() + "\n")
-    kept_path.with_suffix(".tmp").replace(kept_path)
-    with open(folder / "dropped.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in res.dropped)
+    write_jsonl(folder / "dropped.jsonl", res.dropped)
     report = res.report()
-    write_json(folder / "report.json", report)
+    write_json_atomic(folder / "report.json", report)
     return report
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from datamind_ext.config import read_yaml
 from datamind_ext.errors import UserError
+from datamind_ext.ports import free_port
 from datamind_ext.protocol import read_jsonl
 from datamind_ext.sft.config import BLOCK_KEY, LLAMAFACTORY_CONFIG, DatamindSFTConfig, split_sft_config
 from datamind_ext.sft.export import REPORT_FILE, ExportReport, export_llamafactory_dataset
@@ -306,7 +307,7 @@ def launch_distributed(config: str | Path, overrides: Sequence[str] = ()) -> int
     resolved_path.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
     env = os.environ
     nproc = env.get("NPROC_PER_NODE", str(max(torch.cuda.device_count(), 1)))
-    master_port = env.get("MASTER_PORT") or str(_free_port())
+    master_port = env.get("MASTER_PORT") or str(free_port())
     cmd = [
         sys.executable, "-m", "torch.distributed.run",
         "--nnodes", env.get("NNODES", "1"), "--node_rank", env.get("NODE_RANK", "0"),
@@ -315,14 +316,6 @@ def launch_distributed(config: str | Path, overrides: Sequence[str] = ()) -> int
     ]  # fmt: skip
     print(f"[datamind sft] launching: {' '.join(cmd)}", flush=True)
     return subprocess.run(cmd, check=False).returncode
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
