@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from datamind_ext.integrations.verl.inspect import OURS, _where
+from datamind_ext.integrations.readback import OURS, main, report, target_of
 
 
 def read_back() -> dict[str, Any]:
@@ -21,17 +20,12 @@ def read_back() -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 - reported by doctor
         failures["register_all"] = f"{type(err).__name__}: {err}"
     found = {
-        "dataset_converter": {k: _where(v) for k, v in DATASET_CONVERTERS.items() if OURS in _where(v)},
+        "dataset_converter": {k: target_of(v) for k, v in DATASET_CONVERTERS.items() if OURS in target_of(v)},
         # Templates are instances (no module to read); ours are named with our prefix.
         "template": {k: f"{type(v).__module__}.{type(v).__name__}" for k, v in TEMPLATES.items() if k.startswith("datamind")},
     }
-    return {
-        "llamafactory_version": llamafactory.__version__,
-        "expected_modules": list(COMPONENT_MODULES),
-        "failures": failures,
-        "registered": found,
-    }
+    return report("llamafactory", llamafactory.__version__, COMPONENT_MODULES, failures, found)
 
 
 if __name__ == "__main__":
-    print(json.dumps(read_back()))
+    main(read_back)

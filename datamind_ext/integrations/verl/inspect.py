@@ -8,10 +8,9 @@ doctor`` runs it in a subprocess so that verl and LLaMA-Factory are never import
 from __future__ import annotations
 
 import importlib
-import json
 from typing import Any
 
-OURS = "datamind_ext"
+from datamind_ext.integrations.readback import OURS, main, report, target_of
 
 # (kind, module, attribute) of every verl registry a plugin can write to.
 REGISTRIES: tuple[tuple[str, str, str], ...] = (
@@ -26,23 +25,13 @@ REGISTRIES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _where(obj: Any) -> str:
-    """The import path an entry points to (a class, function, fqdn string or config dict)."""
-    if isinstance(obj, str):
-        return obj
-    if isinstance(obj, dict):
-        return str(obj.get("_target_", "")) or " ".join(_where(v) for v in obj.values())
-    mod = getattr(obj, "__module__", "") or ""
-    return f"{mod}.{getattr(obj, '__qualname__', getattr(obj, '__name__', ''))}"
-
-
 def _walk(prefix: str, obj: Any) -> list[tuple[str, str]]:
     if isinstance(obj, dict) and "_target_" not in obj:
         out = []
         for k, v in obj.items():
             out += _walk(f"{prefix}{k}/" if isinstance(v, dict) and "_target_" not in v else f"{prefix}{k}", v)
         return out
-    return [(prefix.rstrip("/"), _where(obj))]
+    return [(prefix.rstrip("/"), target_of(obj))]
 
 
 def read_back() -> dict[str, Any]:
@@ -60,13 +49,8 @@ def read_back() -> dict[str, Any]:
             found[kind] = {"<unreadable>": f"{type(err).__name__}: {err}"}
             continue
         found[kind] = {str(name): target for name, target in _walk("", obj) if OURS in target}
-    return {
-        "verl_version": verl.__version__,
-        "expected_modules": list(COMPONENT_MODULES),
-        "failures": FAILURES,
-        "registered": found,
-    }
+    return report("verl", verl.__version__, COMPONENT_MODULES, FAILURES, found)
 
 
 if __name__ == "__main__":
-    print(json.dumps(read_back()))
+    main(read_back)
