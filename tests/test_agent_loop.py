@@ -4,11 +4,9 @@ observation handling, replay diffs, session cleanup, and the chat-level runner."
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import py_sessions as support
 
 from datamind_ext.agent import (
     AgentBudgets,
@@ -34,19 +32,6 @@ from datamind_ext.protocol import (
     observation_message,
     observation_text,
 )
-
-
-def _load_support():
-    name = "datamind_agent_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("test_agent_support.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return sys.modules[name]
-
-
-support = _load_support()
 
 SYSTEM = {"role": "system", "content": "You analyse data with python."}
 QUESTION = {"role": "user", "content": "What is the total of column x?"}

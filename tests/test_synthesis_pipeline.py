@@ -149,16 +149,11 @@ def test_kill_9_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path) 
 @pytest.mark.slow
 def test_ray_backend_on_a_local_instance(tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    import importlib.util
 
     import ray
+    from helpers.scripted_expert import expert_reply as _expert_reply
 
     from datamind_ext.testing.openai_server import OpenAITestServer
-
-    spec = importlib.util.spec_from_file_location("synth_llm_tests", Path(__file__).with_name("test_synthesis_llm.py"))
-    llm_tests = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(llm_tests)  # the scripted expert of the LLM-path tests
-    _expert_reply = llm_tests._expert_reply
 
     data = _subset(tmp_path, ["retail_sales.csv", "products.json"])
     out = tmp_path / "out"

@@ -1,4 +1,4 @@
-"""Helpers shared by the agent/rollout tests (loaded by path: verl's wheel owns the ``tests`` name).
+"""A plain python-subprocess session factory for the turn-loop tests.
 
 ``PySubprocessSession`` is a plain persistent python subprocess (no sandbox), so the loop's
 tests exercise real code execution, state across turns, timeouts and process cleanup
