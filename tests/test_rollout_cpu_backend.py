@@ -5,25 +5,13 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
+from helpers.verl_batches import compose_config, make_batch
 
 pytestmark = pytest.mark.slow  # starts Ray and a server actor (~40 s on 2 cores)
 
 
-def _load(name: str, file: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return sys.modules[name]
-
-
-verl_tests = _load("datamind_rollout_verl_tests", "test_rollout_verl.py")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +21,7 @@ def ray_backend(tiny_model_path):
     from verl.workers.rollout.replica import get_rollout_replica_class
     from verl.workers.rollout.router import GlobalRequestLoadBalancer, get_router_handle
 
-    cfg = verl_tests.compose_config(tiny_model_path, "+datamind.agent.max_turns=3",
+    cfg = compose_config(tiny_model_path, "+datamind.agent.max_turns=3",
                                     "+datamind.agent.max_tokens_per_turn=48")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}})
@@ -57,7 +45,7 @@ async def test_tiny_model_through_verl_worker_and_cpu_backend(ray_backend, tiny_
     cfg, replica, lb = ray_backend
     worker = AgentLoopWorker(cfg, llm_client=LLMServerClient(cfg, load_balancer_handle=lb))
     rows = [{"question": f"question {i}: what is the mean price?", "files": []} for i in range(4)]
-    out = await worker.generate_sequences(verl_tests.make_batch(rows))
+    out = await worker.generate_sequences(make_batch(rows))
     nt, b = out.non_tensor_batch, out.batch
     assert list(nt["dm_failed"]) == [0, 0, 0, 0]
     assert set(nt) >= set(verl_tests_extra_keys())

@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from helpers.verl_batches import compose_config, make_batch
 
 import datamind_ext.integrations.verl  # noqa: F401
 from datamind_ext.interpreter import SessionProvider
@@ -63,36 +63,6 @@ class ScriptedServer:
             if t in stop_ids or any(self.tok.decode(out).endswith(s) for s in stops):
                 break
         return TokenOutput(token_ids=out, log_probs=[-0.5] * len(out), stop_reason="completed", extra_fields={})
-
-
-def compose_config(model_path: Path, *overrides: str):
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module("verl.trainer.config", version_base=None):
-        return compose("ppo_trainer", overrides=[
-            f"actor_rollout_ref.model.path={model_path}",
-            "actor_rollout_ref.rollout.name=datamind_hf",
-            "actor_rollout_ref.rollout.prompt_length=1024",
-            "actor_rollout_ref.rollout.response_length=3072",
-            "actor_rollout_ref.rollout.calculate_log_probs=True",
-            "actor_rollout_ref.rollout.agent.default_agent_loop=datamind_code_agent",
-            *overrides,
-        ])
-
-
-def make_batch(rows: list[dict[str, Any]]):
-    from verl import DataProto
-
-    n = len(rows)
-    raw = np.empty(n, dtype=object)
-    extra = np.empty(n, dtype=object)
-    for i, r in enumerate(rows):
-        raw[i] = [{"role": "user", "content": r["question"]}]
-        extra[i] = {"files": r["files"]}
-    non_tensors: dict[str, Any] = {"raw_prompt": raw, "extra_info": extra, "index": np.arange(n)}
-    if any("agent_name" in r for r in rows):
-        non_tensors["agent_name"] = np.array([r.get("agent_name", "datamind_code_agent") for r in rows], dtype=object)
-    return DataProto.from_dict(non_tensors=non_tensors)
 
 
 @pytest.fixture()

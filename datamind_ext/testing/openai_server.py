@@ -112,6 +112,8 @@ class OpenAITestServer:
         self._timer: threading.Timer | None = None
         self._in_flight = 0
         self.max_in_flight = 0
+        #: Set once the server has stopped (by ``stop``, ``with`` or its lifetime): wait on it, don't poll.
+        self.stopped = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -132,6 +134,7 @@ class OpenAITestServer:
 
     def start(self) -> OpenAITestServer:
         handler = _make_handler(self)
+        self.stopped.clear()
         self._httpd = _Server(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="openai-test-server", daemon=True
@@ -151,6 +154,7 @@ class OpenAITestServer:
             httpd.server_close()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+        self.stopped.set()
 
     def __enter__(self) -> OpenAITestServer:
         return self.start()
