@@ -207,3 +207,30 @@ def test_synth_audit_cli_writes_markdown_and_json(tmp_path: Path, capsys: pytest
     assert rep["tasks"] >= 3 and rep["checks"]["measure_misuse"]["count"] == 0
     assert "## Question templates" in (out / "audit.md").read_text()
     assert main(["synth", "audit", str(tmp_path / "nothing")]) == 2
+
+
+def test_foreign_key_joins_and_stacked_sheets_become_tables(tmp_path: Path) -> None:
+    """The profile stage adds sqlite joins along foreign keys and stacked same-layout sheets; their
+    load code rebuilds them, and tasks use the joined-in columns."""
+    import shutil
+
+    from datamind_ext.synthesis.combine import combined_profiles
+    from datamind_ext.synthesis.profile import find_data_files
+
+    samples = Path(__file__).resolve().parents[1] / "data" / "samples" / "files"
+    for name in ("library.sqlite", "school_grades.xlsx"):
+        shutil.copy(samples / name, tmp_path)
+    made = {}
+    for f in find_data_files(tmp_path):
+        tables = [p for p in profile_file(f) if isinstance(p, TableProfile)]
+        for c in combined_profiles(f, tables):
+            made[c.label] = c
+            df = read_table(c, f)
+            assert list(df.columns) == [x.name for x in c.columns] and len(df) == c.n_rows
+    books = made["library.sqlite (books joined to authors on author_id)"]
+    assert "JOIN \"authors\"" in books.read["sql"] and {"name", "country"} <= {c.name for c in books.columns}
+    stacked = made["school_grades.xlsx (sheets term1, term2 stacked, sheet name in column 'sheet')"]
+    assert stacked.n_rows == 480 and stacked.column("sheet").role in ("binary", "category")
+    specs = make_task_specs(books, 40, seed=0, min_depth=1, max_depth=3)
+    assert any("'country'" in s.verify_code for s in specs)
+    assert all(s.table_label == books.label and "read_sql_query" in s.load_code for s in specs)

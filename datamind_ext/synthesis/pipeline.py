@@ -49,7 +49,14 @@ def _prepare_backend(cfg: SynthConfig) -> None:
 
 
 async def _profile_one(item: dict[str, Any]) -> dict[str, Any]:
+    from datamind_ext.synthesis.combine import combined_profiles
+
     results = prof_mod.profile_file(item["abs"], max_rows=item["max_rows"], shown_path=item["shown"])
+    tables = [r for r in results if isinstance(r, prof_mod.TableProfile)]
+    try:
+        results += combined_profiles(item["abs"], tables, item["max_rows"])
+    except Exception as err:  # noqa: BLE001 — the stored tables are still profiled; the combination is reported
+        results.append(prof_mod.ProfileFailure(path=item["shown"], table="(joined/stacked)", reason=f"{type(err).__name__}: {err}"[:300]))
     return {
         "key": item["key"], "file": item["shown"],
         "profiles": [r.model_dump() for r in results if isinstance(r, prof_mod.TableProfile)],

@@ -84,6 +84,11 @@ class TableProfile(BaseModel):
 
     @property
     def label(self) -> str:
+        if self.read.get("title"):
+            return f"{self.file_name} ({self.read['title']})"
+        return self._label()
+
+    def _label(self) -> str:
         """Human name used in questions: file name, plus sheet/table when there is one, plus the
         row cap when tasks read only the first rows."""
         name = f"{self.file_name} ({self.table})" if self.table else self.file_name
@@ -619,6 +624,9 @@ def _read_code(profile: TableProfile, file_ref: str | None = None) -> str:
             args.append("on_bad_lines='skip'")
         return f"df = pd.read_csv({', '.join(args)})"
     if profile.format == "xlsx":
+        if "sheets" in r:  # several sheets of one layout, stacked, with the sheet name as a column
+            return (f"df = pd.concat([pd.read_excel({ref!r}, sheet_name=s).assign(sheet=s) for s in {r['sheets']!r}],\n"
+                    "               ignore_index=True)")
         if "skiprows" in r:
             return (f"df = pd.read_excel({ref!r}, sheet_name={profile.table!r}, skiprows={r['skiprows']}, header=None,\n"
                     f"                   names={r['names']!r})\ndf = df.dropna(how='all')")
@@ -636,6 +644,8 @@ def _read_code(profile: TableProfile, file_ref: str | None = None) -> str:
             "        except ValueError:\n            pass  # skip a corrupt line\n"
             "df = pd.json_normalize(records)"
         )
+    if "sql" in r:  # a join along foreign keys, done by the database
+        return f"import sqlite3\ncon = sqlite3.connect({ref!r})\ndf = pd.read_sql_query({r['sql']!r}, con)"
     return f"import sqlite3\ncon = sqlite3.connect({ref!r})\ndf = pd.read_sql_query('SELECT * FROM \"{profile.table}\"', con)"
 
 

@@ -148,12 +148,12 @@ def _text_role(nonnull: pd.Series, name: str, n: int, uniq: int) -> RoleInfo:
         why = "a yes/no flag" if set(vals) <= _TRUE_FALSE else "a two-level label"
         return RoleInfo("binary", f"two values {vals}: {why}")
     avg_len = float(text.str.len().mean())
+    if _ID_NAME.search(name) and avg_len < 20 and uniq > 2:
+        return RoleInfo("identifier", f"name {name!r} reads as a key or code")
     if uniq == n and n > 20:
         if avg_len > 40 or text.str.contains(" ").mean() > 0.8 and avg_len > 25:
             return RoleInfo("text", f"unique strings, {avg_len:.0f} characters on average: free text")
         return RoleInfo("identifier", "every value unique: a key or label per row")
     if uniq <= max(20, int(0.5 * n)) and avg_len < 40 and n >= 10:
         return RoleInfo("category", f"{uniq} distinct labels among {n} values")
-    if _ID_NAME.search(name) and avg_len < 20:
-        return RoleInfo("identifier", f"name {name!r} reads as a key or code")
     return RoleInfo("text", f"{uniq} distinct strings among {n}, {avg_len:.0f} characters on average")
