@@ -19,6 +19,8 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
+from datamind_ext.errors import UserError
+
 
 def temporary_path(path: Path) -> Path:
     """A sibling name no other host, process or thread writing ``path`` uses."""
@@ -66,3 +68,24 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
         for line in f:
             if line.strip():
                 yield json.loads(line)
+
+
+def read_jsonl_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of a user's file; a bad line is a
+    :class:`UserError` naming it (for trusted files, :func:`read_jsonl`)."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read: {err}") from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}:{lineno}: not valid JSON: {err.msg}") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        rows.append((lineno, obj))
+    return rows

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from datamind_ext.atomic_files import write_jsonl
+from datamind_ext.atomic_files import read_jsonl_rows, write_jsonl
 from datamind_ext.errors import UserError
 
 
@@ -53,14 +53,8 @@ def _load_rows(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise UserError(f"data file not found: {path}")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+    for n, row in read_jsonl_rows(path):
+        if not isinstance(row.get("messages"), list):
             raise UserError(f"{path}:{n}: each row needs a 'messages' list")
         rows.append(row)
     return rows

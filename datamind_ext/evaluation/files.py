@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from datamind_ext.atomic_files import read_jsonl_rows as read_jsonl  # noqa: F401 - the benchmarks' reader
 from datamind_ext.errors import UserError
 
 
@@ -49,24 +50,6 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path}: not valid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
 
 
-def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line; a bad line is an error naming it."""
-    rows: list[tuple[int, dict[str, Any]]] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read: {err}") from None
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{lineno}: not valid JSON: {err.msg}") from None
-        if not isinstance(obj, dict):
-            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        rows.append((lineno, obj))
-    return rows
 
 
 def require_keys(obj: Any, keys: Sequence[str], where: str) -> None:
