@@ -49,6 +49,8 @@ class _Request:
     out_logprobs: list[float] = field(default_factory=list)
     done: Generation | None = None
     generator: Any = None
+    #: The caller stopped waiting (its task was cancelled: a client went away); decoding it stops.
+    cancelled: bool = False
 
 
 class HFGenerationEngine:
@@ -98,6 +100,8 @@ class HFGenerationEngine:
         self._abort = threading.Event()
         self.batches_run = 0
         self.max_batch_seen = 0
+        #: Requests whose decoding was stopped because their caller went away.
+        self.requests_cancelled = 0
 
     # ---- public API -------------------------------------------------------------------------
     async def generate(self, prompt_ids: list[int], sampling_params: dict[str, Any] | SamplingSpec | None = None) -> Generation:
@@ -112,7 +116,14 @@ class HFGenerationEngine:
                 self._running = True
         if start:
             self._executor.submit(self._drain)
-        return await req.future
+        try:
+            return await req.future
+        except asyncio.CancelledError:
+            req.cancelled = True  # read by the model thread at its next step
+            with self._lock:
+                if req in self._pending:
+                    self._pending.remove(req)
+            raise
 
     def generate_blocking(self, prompt_ids: list[int], sampling_params: dict[str, Any] | None = None) -> Generation:
         """Synchronous, unbatched helper (scripts and tests without an event loop)."""
@@ -237,8 +248,9 @@ class HFGenerationEngine:
                 for i, r in enumerate(live):
                     if r.done is not None:
                         continue
-                    if aborting:
+                    if aborting or r.cancelled:
                         self._finish(r, "abort")
+                        self.requests_cancelled += r.cancelled
                         continue
                     tok, lp = self._sample(logits[i], r.spec, r.generator)
                     r.out_ids.append(tok)

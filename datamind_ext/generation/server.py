@@ -7,11 +7,14 @@ response shapes for the fields they use: ``messages``, ``max_tokens``, ``tempera
 token-in/token-out route (``prompt_ids`` + ``sampling_params`` → ``token_ids``,
 ``log_probs``, ``finish_reason``).
 
-For tests and laptops only; GPU users run ``vllm serve`` or SGLang.
+A client that disconnects stops its generation (the request's decoding ends at the next
+step, the batch goes on without it); the first SIGINT/SIGTERM ends every generation in flight
+and stops the server, instead of waiting for them to finish. For tests and laptops only; GPU
+users run ``vllm serve`` or SGLang.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI resolves the handlers' annotations, and
+# ``Request`` is imported inside build_app (fastapi is not imported at package import).
 import asyncio
 import threading
 import time
@@ -22,11 +25,34 @@ from typing import Any, Self
 from datamind_ext.generation.engine import HFGenerationEngine
 from datamind_ext.ports import free_port
 
+#: How often a request in flight checks whether its client is still connected.
+DISCONNECT_POLL_S = 0.1
+#: HTTP status logged for a request whose client went away (nginx's convention; nobody reads it).
+CLIENT_CLOSED = 499
+
+
+async def unless_disconnected(request: Any, work: Any) -> tuple[bool, Any]:
+    """(True, result) of awaiting ``work``, or (False, None) once the client went away, ``work``
+    cancelled: a generation nobody will read is not worth the model's time."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return True, task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                return False, None
+    finally:
+        if not task.done():  # the handler itself was cancelled
+            task.cancel()
+
 
 def build_app(engine: HFGenerationEngine, *, model_name: str | None = None) -> Any:
     """The FastAPI app serving ``engine`` (fastapi is imported here, not at package import)."""
-    from fastapi import FastAPI, HTTPException
-    from fastapi.responses import JSONResponse
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.responses import JSONResponse, Response
 
     served_name = model_name or Path(engine.model_path).name
     # Listed as vLLM lists an unnamed model (the path it was given), and by its folder name.
@@ -43,16 +69,18 @@ def build_app(engine: HFGenerationEngine, *, model_name: str | None = None) -> A
                 "data": [{"id": name, "object": "model", "owned_by": "datamind-ext"} for name in served_ids]}
 
     @app.post("/generate")
-    async def generate(body: dict[str, Any]) -> dict[str, Any]:
+    async def generate(body: dict[str, Any], request: Request) -> Any:
         ids = body.get("prompt_ids")
         if not isinstance(ids, list) or not all(isinstance(t, int) for t in ids):
             raise HTTPException(400, "prompt_ids must be a list of ints")
-        g = await engine.generate(ids, body.get("sampling_params") or {})
+        connected, g = await unless_disconnected(request, engine.generate(ids, body.get("sampling_params") or {}))
+        if not connected:
+            return Response(status_code=CLIENT_CLOSED)
         return {"token_ids": g.token_ids, "log_probs": g.log_probs, "finish_reason": g.finish_reason,
                 "stop_matched": g.stop_matched}
 
     @app.post("/v1/chat/completions")
-    async def chat(body: dict[str, Any]) -> Any:
+    async def chat(body: dict[str, Any], request: Request) -> Any:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return JSONResponse({"error": {"message": "messages must be a non-empty list", "type": "invalid_request_error"}},
@@ -81,7 +109,10 @@ def build_app(engine: HFGenerationEngine, *, model_name: str | None = None) -> A
             if body.get(key) is not None:
                 params[key] = body[key]
         n = max(1, int(body.get("n") or 1))
-        gens = await asyncio.gather(*[engine.generate(list(prompt_ids), params) for _ in range(n)])
+        connected, gens = await unless_disconnected(
+            request, asyncio.gather(*[engine.generate(list(prompt_ids), params) for _ in range(n)]))
+        if not connected:
+            return Response(status_code=CLIENT_CLOSED)
         choices = []
         for i, g in enumerate(gens):
             text = engine.tokenizer.decode(g.token_ids, skip_special_tokens=True)
@@ -139,12 +170,29 @@ class BackgroundServer:
         self.stop()
 
 
-def serve(model_path: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_batch_size: int = 64) -> None:
-    """Run the server in the foreground (``datamind-ext serve``-style use)."""
+def make_server(engine: HFGenerationEngine, *, host: str, port: int, log_level: str = "info") -> Any:
+    """A uvicorn server for ``engine`` whose first SIGINT/SIGTERM also ends the generations in
+    flight (uvicorn alone waits for them to finish, which for long generations looks like a
+    server that ignores Ctrl-C)."""
     import uvicorn
 
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            engine.abort_all()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(build_app(engine), host=host, port=port, log_level=log_level, lifespan="off",
+                            timeout_graceful_shutdown=5)
+    return _Server(config)
+
+
+def serve(model_path: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_batch_size: int = 64) -> None:
+    """Run the server in the foreground (``datamind-ext serve``-style use) until SIGINT/SIGTERM."""
     engine = HFGenerationEngine(model_path, max_batch_size=max_batch_size)
-    uvicorn.run(build_app(engine), host=host, port=port, log_level="info")
+    try:
+        make_server(engine, host=host, port=port).run()
+    finally:
+        engine.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,7 +205,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-batch-size", type=int, default=64)
     a = p.parse_args(argv)
-    serve(a.model, host=a.host, port=a.port, max_batch_size=a.max_batch_size)
+    try:
+        serve(a.model, host=a.host, port=a.port, max_batch_size=a.max_batch_size)
+    except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it handled, once it has shut down
+        pass
 
 
 if __name__ == "__main__":
