@@ -13,7 +13,8 @@ import time
 import urllib.request
 
 from datamind_ext.generation import HFGenerationEngine
-from datamind_ext.generation.server import BackgroundServer, free_port
+from datamind_ext.generation.server import BackgroundServer
+from datamind_ext.ports import free_port
 
 LONG = {"messages": [{"role": "user", "content": "Describe the table."}], "max_tokens": 4000, "temperature": 0}
 
