@@ -16,12 +16,13 @@ import resource
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
 from typing import Any, NoReturn
 
-from datamind_ext.interpreter import capture, sandbox, sqltools, wire
+from datamind_ext.interpreter import capture, landlock, memcg, sandbox, seccomp, sqltools, wire
 from datamind_ext.interpreter.guard import Guard
 from datamind_ext.interpreter.sqltools import SqlTools
 from datamind_ext.protocol import observation
@@ -108,6 +109,24 @@ def _setup_process(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, str
         max_open_files=limits["max_open_files"],
         cpu_s=int(limits["cpu_s_per_session"]),
     )
+    if os.geteuid() == 0:  # kernel layers that need privileges, set up before dropping them
+        if spec.get("memcg"):
+            try:
+                memcg.join(*spec["memcg"], limits["memory_mib"] << 20)
+                facts["memory_accounting"] = (
+                    f"memory cgroup ({spec['memcg'][0]}) of {limits['memory_mib']} MiB per session: anonymous memory, "
+                    "memfd, tmpfs, shm and page cache all counted"
+                )
+            except OSError as exc:
+                facts["memory_accounting"] = f"off: RLIMIT_AS only: {exc}"
+        try:
+            facts["tmp"] = sandbox.private_tmp(limits["tmp_mib"], spec["pool_root"])
+            spec["_private_tmp"] = True
+        except OSError as exc:
+            facts["tmp"] = f"off: host /tmp (writes blocked by the filesystem view): {exc}"
+    else:
+        facts.setdefault("memory_accounting", "off: RLIMIT_AS only (memory cgroups need root)")
+        facts["tmp"] = "off: no private /tmp (mount namespaces need root); host /tmp is not writable through the filesystem view"
     if uid_mode:
         sandbox.drop_privileges(spec["uid"], spec["gid"])
         facts["user"] = f"own uid {spec['uid']} per session (root dropped); directory mode 1770, data files root-owned 0444"
@@ -123,20 +142,35 @@ def _setup_process(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, str
     return facts, out_fd
 
 
-def _assign(spec: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
+def _assign(spec: dict[str, Any], msg: dict[str, Any], facts: dict[str, str]) -> dict[str, Any]:
     """Become a given session: its directory (prepared by the pool), files, tools; returns globals."""
     limits = spec["limits"]
     uid_mode = spec["uid"] is not None
     workdir = msg["workdir"]
     os.chdir(workdir)
     os.environ.update(sandbox.scrubbed_env(workdir))
+    private_tmp = bool(spec.get("_private_tmp"))
     sandbox.install_audit_hook(
         workdir=workdir,
         protected=msg["files"],
         pool_root=spec["pool_root"],
         guard_signals=not uid_mode,
         max_processes=None if uid_mode else limits["max_processes"],
+        private_dirs=("/tmp", "/dev/shm") if private_tmp else (),
     )
+    tempfile.tempdir = None  # the zygote cached its own; sessions use TMPDIR (their directory)
+    try:
+        facts["filesystem_view"] = landlock.restrict(
+            read=spec.get("read_paths", ()),
+            write=[workdir, *(("/tmp", "/dev/shm") if private_tmp else ())],
+            devices=sandbox.DEVICES,
+        )
+    except OSError as exc:
+        facts["filesystem_view"] = f"off: uid permissions and the audit hook only: {exc}"
+    try:
+        facts["seccomp"] = seccomp.install()
+    except OSError as exc:
+        facts["seccomp"] = f"off: {exc}"
     sys.argv = [""]
     sys.path = [p for p in sys.path if p and p != spec["pool_root"]]  # the working directory is not importable
     g: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
@@ -317,7 +351,7 @@ def session_main(sock: socket.socket, spec: dict[str, Any], zygote_pid: int) -> 
         if msg.get("op") != "assign":
             os._exit(0)
         try:
-            g = _assign(spec, msg)
+            g = _assign(spec, msg, facts)
         except BaseException as exc:  # noqa: BLE001
             wire.send_sync(sock, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
             os._exit(71)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from datamind_ext.errors import UserError
-from datamind_ext.interpreter import memory, sandbox, wire
+from datamind_ext.interpreter import memcg, memory, sandbox, wire
 from datamind_ext.interpreter.capture import clean_text
 from datamind_ext.interpreter.limits import Limits
 from datamind_ext.interpreter.result import ExecResult
@@ -42,6 +42,14 @@ EXIT_WAIT_S = 10.0
 
 class InterpreterError(RuntimeError):
     """The pool itself cannot work (the zygote failed to start or died)."""
+
+
+def _root_parent() -> str | None:
+    """Where the pool's temporary root goes: outside /tmp when sessions get a private /tmp (root),
+    so that their writable /tmp never contains the pool's tree; else the usual temp dir."""
+    if os.geteuid() == 0 and os.path.isdir("/var/tmp") and os.access("/var/tmp", os.W_OK):
+        return "/var/tmp"
+    return None
 
 
 _REPLY_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -76,9 +84,14 @@ def _failure_kind(kind: str, reply: dict[str, Any] | None) -> str:
     return {"crashed": "its process died", "broken": "it corrupted the channel"}.get(kind, "it timed out")
 
 
-def describe_exit(status: dict[str, int] | None) -> str:
+def describe_exit(status: dict[str, Any] | None) -> str:
     if status is None:
         return "the session's process disappeared"
+    if status.get("oom"):
+        return (
+            "the session's process was killed for exceeding its memory limit "
+            "(memory_mib counts everything it holds: allocations, memfd, files in /tmp and /dev/shm)"
+        )
     if "signal" in status:
         sig = status["signal"]
         try:
@@ -170,7 +183,7 @@ class _Zygote:
                 elif msg.get("event") == "exit":
                     fut = self._exits.setdefault(msg["pid"], loop.create_future())
                     if not fut.done():
-                        fut.set_result({k: v for k, v in msg.items() if k in ("code", "signal")})
+                        fut.set_result({k: v for k, v in msg.items() if k in ("code", "signal", "oom")})
                 elif "id" in msg:
                     if "pid" in msg:
                         self._exits.setdefault(msg["pid"], loop.create_future())
@@ -268,6 +281,9 @@ class MemoryReport:
 
     sessions_uss_bytes: dict[int, int]
     total_uss_bytes: int
+    # What the kernel charges each session (memory cgroup: allocations, memfd, tmpfs, shm, page
+    # cache), the figure its memory limit applies to; empty where memory cgroups are off.
+    sessions_charged_bytes: dict[int, int]
     zygote_rss_bytes: int | None
     evicted_sessions: int
     evictions_total: int
@@ -626,7 +642,7 @@ class InterpreterPool:
     async def start(self) -> InterpreterPool:
         if self._started:
             return self
-        self.root = Path(tempfile.mkdtemp(prefix="datamind-interp-"))
+        self.root = Path(tempfile.mkdtemp(prefix="datamind-interp-", dir=_root_parent()))
         os.chmod(self.root, 0o711)
         for sub in ("sessions", "stage"):
             (self.root / sub).mkdir(mode=0o711)
@@ -861,15 +877,24 @@ class InterpreterPool:
     async def memory_report(self) -> MemoryReport:
         live = {s.id: s.pid for s in self.sessions.values() if s.pid is not None}
 
-        def read() -> tuple[dict[int, int], int | None]:
-            out = {sid: memory.uss_bytes(pid) or 0 for sid, pid in live.items()}
-            zpid = self.zygote_pid
-            return out, (memory.rss_bytes(zpid) if zpid else None)
+        cg = self._zygote.info.get("memory_cgroup") if self._started else None
 
-        per, zygote_rss = await asyncio.to_thread(read)
+        def read() -> tuple[dict[int, int], dict[int, int], int | None]:
+            out = {sid: memory.uss_bytes(pid) or 0 for sid, pid in live.items()}
+            charged = {}
+            if cg:
+                for sid, pid in live.items():
+                    n = memcg.usage_bytes(cg[0], cg[1], pid)
+                    if n is not None:
+                        charged[sid] = n
+            zpid = self.zygote_pid
+            return out, charged, (memory.rss_bytes(zpid) if zpid else None)
+
+        per, charged, zygote_rss = await asyncio.to_thread(read)
         return MemoryReport(
             sessions_uss_bytes=per,
             total_uss_bytes=sum(per.values()),
+            sessions_charged_bytes=charged,
             zygote_rss_bytes=zygote_rss,
             evicted_sessions=sum(1 for s in self.sessions.values() if s.evicted),
             evictions_total=self.evictions,

@@ -158,7 +158,13 @@ _SOCKET_EVENTS = {"socket.__new__", "socket.connect", "socket.bind", "socket.sen
 
 
 def install_audit_hook(
-    *, workdir: str, protected: Iterable[str], pool_root: str, guard_signals: bool, max_processes: int | None = None
+    *,
+    workdir: str,
+    protected: Iterable[str],
+    pool_root: str,
+    guard_signals: bool,
+    max_processes: int | None = None,
+    private_dirs: Iterable[str] = (),
 ) -> None:
     """Defence in depth at the Python level (ctypes can bypass it; the kernel-level measures cannot be).
 
@@ -176,8 +182,12 @@ def install_audit_hook(
     allowed_writes = {"/dev/null"}
     deny = PermissionError
 
+    private = tuple(os.path.realpath(d) for d in private_dirs)  # the session's own tmpfs (/tmp, /dev/shm)
+
     def inside(p: str) -> bool:
-        return p == workdir or p.startswith(own_prefix)
+        if p.startswith(pool_prefix):
+            return p == workdir or p.startswith(own_prefix)
+        return p == workdir or p.startswith(own_prefix) or any(p == d or p.startswith(d + os.sep) for d in private)
 
     def check_write(p: str | None, what: str) -> None:
         if p is None or p in allowed_writes:
@@ -332,3 +342,56 @@ def expose_paths(paths: Iterable[str], scratch: str) -> str | None:
         return str(exc)
     left = blocked_dirs(paths)
     return None if not left else f"still not traversable: {sorted(left)}"
+
+
+# --- a session's private /tmp and /dev/shm, and what its filesystem view may read -------------
+def private_tmp(size_mib: int, keep: str) -> str:
+    """In a new mount namespace, give this process a fresh tmpfs of ``size_mib`` on /tmp, also
+    seen as /dev/shm: files a session (or C code in it: sqlite, pyarrow, mkfifo, a Unix socket)
+    writes there count toward its memory and this size and vanish with it. ``keep`` (the pool's
+    root, which may itself lie under /tmp) is bound back in place."""
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), f"unshare(CLONE_NEWNS) failed: {os.strerror(ctypes.get_errno())}")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    held = os.open(keep, os.O_PATH | os.O_CLOEXEC)
+    try:
+        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mib}m,mode=1777")
+        if os.path.realpath(keep).startswith("/tmp/"):
+            # Reachable again, but then the writable /tmp would contain the pool's tree: refuse.
+            os.makedirs(keep, mode=0o711, exist_ok=True)
+            _mount(f"/proc/self/fd/{held}", keep, None, MS_BIND | MS_REC)
+            raise OSError(f"the pool's root {keep} lies under /tmp")
+        if os.path.isdir("/dev/shm"):
+            _mount("/tmp", "/dev/shm", None, MS_BIND)
+    finally:
+        os.close(held)
+    return f"private tmpfs of {size_mib} MiB on /tmp and /dev/shm (counted in the memory limit), gone with the session"
+
+
+SYSTEM_READ_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc", "/sys/devices/system/cpu")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+
+
+def runtime_read_paths() -> list[str]:
+    """What a session may read: system directories, the Python installation, and, from any other
+    ``sys.path`` entry (a source checkout, ``PYTHONPATH``), only the packages actually imported
+    from it, so the rest of a checkout (tests, data, answers) stays out of reach."""
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix) if p}
+    prefixes.add(os.path.realpath(os.path.dirname(sys.executable)))
+    paths = set(SYSTEM_READ_PATHS) | prefixes
+
+    def under_prefix(p: str) -> bool:
+        return any(p == q or p.startswith(q + os.sep) for q in prefixes)
+
+    entries = [os.path.realpath(e) for e in sys.path if e and os.path.isdir(e)]
+    outside = [e for e in entries if not under_prefix(e)]
+    for mod in list(sys.modules.values()):
+        f = getattr(mod, "__file__", None)
+        if not isinstance(f, str):
+            continue
+        f = os.path.realpath(f)
+        for e in outside:
+            if f.startswith(e + os.sep):
+                top = f[len(e) + 1 :].split(os.sep)[0]
+                paths.add(os.path.join(e, top))
+    return sorted(paths)

@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from datamind_ext.interpreter import sandbox, uids
+from datamind_ext.interpreter import memcg, sandbox, uids
 
 DEFAULT_PRELOAD: tuple[str, ...] = (
     "numpy",
@@ -196,8 +196,14 @@ class Zygote:
                 facts["filesystem"] = f"sessions keep the pool's uid: {exc}"
         if self.uid_mode:
             self._start_sweeper()
+        self.memcg: tuple[str, str] | None = None
+        try:
+            self.memcg = memcg.create_pool_group()
+        except OSError as exc:
+            facts["memory_accounting"] = f"off: RLIMIT_AS only (memfd, tmpfs and shm not counted): {exc.strerror or exc}"
         t0 = time.perf_counter()
         failed = _preload(preload)
+        self.read_paths = sandbox.runtime_read_paths()  # after the preload: what was imported from where
         gc.collect()
         gc.freeze()  # keep the warm heap out of the collector so forks share its pages
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -213,6 +219,7 @@ class Zygote:
                 "preload_s": round(time.perf_counter() - t0, 3),
                 "uid_mode": self.uid_mode,
                 "uid_base": self.uid_base,
+                "memory_cgroup": list(self.memcg) if self.memcg else None,
                 "helper_pids": [self.sweeper[0]] if self.sweeper else [],
             }
         )
@@ -288,6 +295,8 @@ class Zygote:
         while self.sessions and time.monotonic() < deadline:
             self.reap(notify=False)
             time.sleep(0.01)
+        if self.memcg is not None and not self.sessions:
+            memcg.remove(self.memcg[1])
 
     # --- requests --------------------------------------------------------------------------
     def handle(self, msg: dict[str, Any], fds: list[int]) -> None:
@@ -310,7 +319,7 @@ class Zygote:
                 os.close(fd)
 
     def spawn(self, msg: dict[str, Any], fd: int) -> None:
-        spec = msg["spec"]
+        spec = {**msg["spec"], "read_paths": self.read_paths, "memcg": self.memcg}
         zygote_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
@@ -351,9 +360,13 @@ class Zygote:
             if spec is None:
                 continue  # an adopted orphan or a sweeper
             self.sweep(pid, spec)
+            oom = False
+            if self.memcg is not None:
+                oom = memcg.oom_killed(*self.memcg, pid)
+                memcg.remove(memcg.session_dir(self.memcg[1], pid))
             if notify:
                 if os.WIFSIGNALED(status):
-                    info = {"signal": os.WTERMSIG(status)}
+                    info = {"signal": os.WTERMSIG(status), "oom": oom}
                 else:
                     info = {"code": os.waitstatus_to_exitcode(status)}
                 try:
