@@ -16,7 +16,7 @@ from datamind_ext.interpreter import InterpreterPool, Limits
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 REPO = Path(__file__).resolve().parents[1]
-LIMITS = Limits(timeout_s=30, interrupt_grace_s=3, memory_mib=160, tmp_mib=64, output_max_chars=800)
+LIMITS = Limits(timeout_s=30, interrupt_grace_s=3, memory_mib=160, tmp_mib=64, disk_mib=48, output_max_chars=800)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["own-uid", "shared-uid"])
@@ -25,7 +25,7 @@ async def pool(request):
         pytest.skip("per-session uids need root")
     async with InterpreterPool(limits=LIMITS, max_sessions=4, spare_sessions=1, isolate_user=request.param == "own-uid") as p:
         async with p.session() as s:
-            p.session_facts = dict(s.isolation)
+            p.session_facts = {**p.isolation, **s.isolation}
         yield p
     assert p.processes() == []
 
@@ -63,11 +63,17 @@ async def test_memfd_and_shm_count_toward_the_memory_limit(pool):
         assert not r.ok and "No space left" in r.error, r  # ... but /tmp and /dev/shm share one quota
 
 
-async def test_many_small_files_cannot_fill_the_disk(pool):
-    _need(pool, "tmp")
-    async with pool.session() as s:
-        r = await s.run("for i in range(200):\n    open(f'/tmp/f{i}', 'wb').write(b'x' * (1 << 20))")
-        assert not r.ok and "No space left" in r.error, r
+async def test_many_small_files_cannot_fill_the_disk(pool, task_dir):
+    _need(pool, "disk_quota")
+    async with pool.session(files=[task_dir / "data.csv"]) as s:
+        for where in ("", "/tmp/"):  # each file is far under max_file_mib; together they hit the quota
+            r = await s.run(f"for i in range(200):\n    open(f'{where}f{{i}}', 'wb').write(b'x' * (1 << 20))")
+            assert not r.ok and "No space left" in r.error, (where, r)
+        r = await s.run("import ctypes, os\nprint(ctypes.CDLL(None).open(b'data.csv', os.O_WRONLY | os.O_APPEND))")
+        assert r.ok and r.output == "-1\n"  # the data file is bound in read-only, whatever the uid
+        r = await s.run("import os\nfor n in os.listdir('.'):\n    if n.startswith('f'):\n        os.remove(n)\nopen('after.txt', 'w').write('room again')")
+        assert r.ok, r
+        assert (s.workdir / "after.txt").read_text() == "room again"  # the pool still sees the session's files
 
 
 async def test_the_host_filesystem_cannot_be_read(pool, task_dir):

@@ -81,3 +81,9 @@ def test_isolation_report_describes_what_is_in_force():
     assert "DATAMIND" not in report["environment"] and "HOME" in report["environment"]
     if os.geteuid() == 0 and "own uid" in report["user"]:
         assert "[probe: uid 0]" not in report["user"]
+    from datamind_ext.interpreter.isolation import LAYERS, layers
+
+    summary = layers(report)
+    assert set(summary) == set(LAYERS) and all(v.startswith(("on: ", "OFF: ")) for v in summary.values()), summary
+    for layer in ("memory accounting", "seccomp", "mount view"):  # each says why when it is off
+        assert summary[layer].startswith("on: ") or len(summary[layer]) > len("OFF: not reported"), summary

@@ -61,8 +61,14 @@ def _isolation() -> dict[str, Any]:
     return isolation_report()
 
 
+def _layers(facts: dict[str, Any]) -> dict[str, str]:
+    from datamind_ext.interpreter.isolation import layers
+
+    return layers(facts)
+
+
 def collect() -> dict[str, Any]:
-    return {
+    out = {
         "python": platform.python_version(),
         "packages": {p: _version(p) for p in PACKAGES},
         "devices": _devices(),
@@ -70,6 +76,8 @@ def collect() -> dict[str, Any]:
         "llamafactory": _read_back("datamind_ext.integrations.llamafactory.inspect"),
         "interpreter_isolation": _isolation(),
     }
+    out["interpreter_layers"] = _layers(out["interpreter_isolation"])
+    return out
 
 
 def problems(report: dict[str, Any]) -> list[str]:
@@ -113,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
     print("\ninterpreter isolation:")
     for k, v in report["interpreter_isolation"].items():
         print(f"  {k:<16} {v}")
+    print("\ninterpreter layers in force (measured in a probe session):")
+    for k, v in report["interpreter_layers"].items():
+        print(f"  {k:<18} {v}")
     if bad:
         print("\nPROBLEMS:")
         for b in bad:

@@ -29,6 +29,10 @@ from datamind_ext.protocol import observation
 from datamind_ext.protocol.observation import truncate_middle
 
 ERROR_MAX_LINES = 30
+# The memory cgroup's limit sits this far above memory_mib, so an ordinary allocation past the
+# limit still fails with a MemoryError (RLIMIT_AS) the model can read, and only memory outside
+# the address space (memfd, tmpfs, shm) or copy-on-write of the image reaches the OOM killer.
+MEMCG_SLACK_MIB = 64
 
 
 class CpuTimeExceeded(Exception):
@@ -112,15 +116,15 @@ def _setup_process(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, str
     if os.geteuid() == 0:  # kernel layers that need privileges, set up before dropping them
         if spec.get("memcg"):
             try:
-                memcg.join(*spec["memcg"], limits["memory_mib"] << 20)
+                memcg.join(*spec["memcg"], (limits["memory_mib"] + MEMCG_SLACK_MIB) << 20)
                 facts["memory_accounting"] = (
-                    f"memory cgroup ({spec['memcg'][0]}) of {limits['memory_mib']} MiB per session: anonymous memory, "
-                    "memfd, tmpfs, shm and page cache all counted"
+                    f"memory cgroup ({spec['memcg'][0]}) of memory_mib + {MEMCG_SLACK_MIB} MiB per session: anonymous "
+                    "memory, memfd, tmpfs, shm and page cache all counted (ordinary allocations hit RLIMIT_AS first: MemoryError)"
                 )
             except OSError as exc:
                 facts["memory_accounting"] = f"off: RLIMIT_AS only: {exc}"
         try:
-            facts["tmp"] = sandbox.private_tmp(limits["tmp_mib"], spec["pool_root"])
+            facts["tmp"] = sandbox.private_tmp(limits["tmp_mib"], spec["pool_root"], spec.get("read_paths", ()))
             spec["_private_tmp"] = True
         except OSError as exc:
             facts["tmp"] = f"off: host /tmp (writes blocked by the filesystem view): {exc}"

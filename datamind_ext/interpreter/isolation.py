@@ -55,6 +55,31 @@ def _probe() -> dict[str, str]:
     return asyncio.run(go())
 
 
+# The layers issue 17 asks doctor to name, each with the facts (keys) that say whether it is in force.
+LAYERS = {
+    "mount view": ("filesystem_view", "tmp"),
+    "memory accounting": ("memory_accounting",),
+    "disk quota": ("disk_quota", "tmp"),
+    "seccomp": ("seccomp",),
+    "network": ("network",),
+}
+
+
+def layers(facts: dict[str, str]) -> dict[str, str]:
+    """One line per layer: "on: ..." or "OFF: why", from the facts a session reported."""
+    out = {}
+    for layer, keys in LAYERS.items():
+        parts = [facts[k] for k in keys if k in facts]
+        off = [p for p in parts if p.startswith("off") or "only" in p.split(":")[0]]
+        if not parts:
+            out[layer] = "OFF: not reported"
+        elif off:
+            out[layer] = "OFF: " + "; ".join(parts)
+        else:
+            out[layer] = "on: " + "; ".join(parts)
+    return out
+
+
 def isolation_report() -> dict[str, str]:
     """Open a session in a throw-away pool and report each isolation measure actually in force."""
     out: dict[str, Any] = {}

@@ -23,6 +23,7 @@ class Limits(StrictModel):
     cpu_s_per_session: float = Field(1800.0, gt=0, description="CPU time of a session process (then SIGKILL, and rebuild)")
     memory_mib: int = Field(4096, gt=0, description="address space a session may add over the warm image")
     max_processes: int = Field(64, gt=1, description="processes + threads of a session (RLIMIT_NPROC on its own uid)")
+    disk_mib: int = Field(1024, gt=0, description="disk quota of the session's working directory (a tmpfs where the pool runs as root)")
     tmp_mib: int = Field(512, gt=0, description="size of the session's private /tmp and /dev/shm (RAM: counted in memory_mib too)")
     max_file_mib: int = Field(256, gt=0, description="largest file a session may write")
     max_open_files: int = Field(256, gt=16, description="open file descriptors of a session")

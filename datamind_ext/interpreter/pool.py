@@ -44,6 +44,20 @@ class InterpreterError(RuntimeError):
     """The pool itself cannot work (the zygote failed to start or died)."""
 
 
+def _remove_tree(path: Path) -> None:
+    """Unmount what the pool mounted below ``path`` (quota tmpfs, bound data files), then delete it."""
+    sandbox.unmount_tree(str(path))
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
 def _root_parent() -> str | None:
     """Where the pool's temporary root goes: outside /tmp when sessions get a private /tmp (root),
     so that their writable /tmp never contains the pool's tree; else the usual temp dir."""
@@ -578,7 +592,7 @@ class Session:
         self._closed = True
         async with self._lock:
             await self._kill()
-        await asyncio.to_thread(shutil.rmtree, self.workdir, True)
+        await asyncio.to_thread(_remove_tree, self.workdir)
         self.pool._release(self)
 
 
@@ -634,6 +648,8 @@ class InterpreterPool:
         self._closed = False
         self._evict_task: asyncio.Task | None = None
         self._evict_dirty = False
+        self._quota = False
+        self._quota_fact = ""
         self._all_pgids: set[int] = set()
         self._zygote_pid: int | None = None
         self.uid_mode = False
@@ -646,12 +662,22 @@ class InterpreterPool:
         os.chmod(self.root, 0o711)
         for sub in ("sessions", "stage"):
             (self.root / sub).mkdir(mode=0o711)
+        self._quota_fact = "off: working directories on the host filesystem, RLIMIT_FSIZE per file only (quota mounts need root)"
+        if os.geteuid() == 0:
+            try:
+                sandbox.share_mounts_under(str(self.root / "sessions"))
+                self._quota = True
+                self._quota_fact = (
+                    f"tmpfs of {self.limits.disk_mib} MiB per working directory, {self.limits.tmp_mib} MiB for /tmp + /dev/shm"
+                )
+            except OSError as exc:
+                self._quota_fact = f"off: {exc}"
         n_uids = self.max_sessions + self.spare_sessions
         self._zygote = _Zygote(self.root, self.preload, self.isolate_network, self.isolate_user, n_uids)
         try:
             await self._zygote.start(self.start_timeout_s)
         except BaseException:
-            shutil.rmtree(self.root, ignore_errors=True)
+            _remove_tree(self.root)
             raise
         self.uid_mode = bool(self._zygote.info.get("uid_mode"))
         self._uid_base = int(self._zygote.info.get("uid_base", 0))
@@ -677,7 +703,8 @@ class InterpreterPool:
             proc.writer.close()
             await self._zygote.kill(proc.pid)
         await self._zygote.stop()
-        await asyncio.to_thread(shutil.rmtree, self.root, True)
+        await self._wait_helpers_gone()
+        await asyncio.to_thread(_remove_tree, self.root)
 
     async def __aenter__(self) -> InterpreterPool:
         return await self.start()
@@ -716,7 +743,16 @@ class InterpreterPool:
 
     @property
     def isolation(self) -> dict[str, str]:
-        return dict(self._zygote.info.get("isolation", {}))
+        return {**self._zygote.info.get("isolation", {}), "disk_quota": self._quota_fact}
+
+    async def _wait_helpers_gone(self) -> None:
+        """The zygote's helpers (sweeper, janitor) exit right after it; wait so none outlives close()."""
+        helpers = list(self._zygote.info.get("helper_pids", []))
+        deadline = time.monotonic() + EXIT_WAIT_S
+        while helpers and time.monotonic() < deadline:
+            helpers = [p for p in helpers if _alive(p)]
+            if helpers:
+                await asyncio.sleep(0.01)
 
     # --- sessions --------------------------------------------------------------------------
     async def _stage(self, path: str | os.PathLike[str]) -> tuple[str, str]:
@@ -739,6 +775,8 @@ class InterpreterPool:
                     dest = folder / src.name
                     shutil.copyfile(src, dest)
                     os.chmod(dest, 0o444)
+                    if self._quota:
+                        sandbox.bind_readonly(str(dest), str(dest))  # what sessions get is bound from this
                     return str(dest)
 
                 staged = await asyncio.to_thread(copy)
@@ -772,7 +810,7 @@ class InterpreterPool:
                     self.sessions.pop(session.id, None)
                     if proc.uid is not None:
                         self._free_uids.append(proc.uid)
-                    await asyncio.to_thread(shutil.rmtree, session.workdir, True)
+                    await asyncio.to_thread(_remove_tree, session.workdir)
                     raise
         except BaseException:
             self._open.release()
@@ -839,16 +877,23 @@ class InterpreterPool:
             self._spares.append(proc)
 
     def _prepare_workdir(self, workdir: Path, files: list[tuple[str, str]], uid: int | None) -> None:
-        """Create the session's directory (root-owned, its own group, sticky) and link its files.
+        """Create the session's directory (root-owned, its own group, sticky) with its data files.
 
-        Runs in the pool, which keeps its privileges: the session process cannot create links to
-        root-owned read-only files itself, and must not be able to delete them.
+        Runs in the pool, which keeps its privileges: the session process cannot mount, link
+        root-owned read-only files itself, nor delete them. As root the directory is a tmpfs
+        of ``disk_mib`` (the session's disk quota) with the data files bound in read-only;
+        it stays mounted across rebuilds, so an evicted or crashed session keeps its files.
         """
+        if self._quota and os.path.ismount(workdir):
+            return
         if not workdir.is_dir():
             workdir.mkdir(mode=0o700)
             if uid is not None:
                 os.chown(workdir, 0, uid)
                 os.chmod(workdir, 0o1770)
+        if self._quota:
+            sandbox.mount_workdir(str(workdir), self.limits.disk_mib, uid, files)
+            return
         for staged, name in files:
             dest = workdir / name
             if not os.path.lexists(dest):

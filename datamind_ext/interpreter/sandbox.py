@@ -262,7 +262,8 @@ def install_audit_hook(
 # --- making the Python installation reachable by unprivileged session uids ---------------------
 CLONE_NEWNS = 0x00020000
 MS_RDONLY, MS_NOSUID, MS_NODEV = 1, 2, 4
-MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 16384, 1 << 18
+MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE, MS_SLAVE, MS_SHARED = 32, 4096, 8192, 16384, 1 << 18, 1 << 19, 1 << 20
+MNT_DETACH = 2
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -312,7 +313,7 @@ def expose_paths(paths: Iterable[str], scratch: str) -> str | None:
     if _libc.unshare(CLONE_NEWNS) != 0:
         return f"unshare(CLONE_NEWNS) failed: {os.strerror(ctypes.get_errno())}"
     try:
-        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+        _mount(None, "/", None, MS_REC | MS_SLAVE)  # slave: the pool's later workdir mounts still arrive
         n = 0
         for d in sorted(blocked, key=lambda x: x.count("/")):
             children = sorted(blocked_dirs(paths).get(d, set()))
@@ -345,26 +346,35 @@ def expose_paths(paths: Iterable[str], scratch: str) -> str | None:
 
 
 # --- a session's private /tmp and /dev/shm, and what its filesystem view may read -------------
-def private_tmp(size_mib: int, keep: str) -> str:
+def private_tmp(size_mib: int, keep: str, runtime: Iterable[str] = ()) -> str:
     """In a new mount namespace, give this process a fresh tmpfs of ``size_mib`` on /tmp, also
     seen as /dev/shm: files a session (or C code in it: sqlite, pyarrow, mkfifo, a Unix socket)
-    writes there count toward its memory and this size and vanish with it. ``keep`` (the pool's
-    root, which may itself lie under /tmp) is bound back in place."""
+    writes there count toward its memory and this size and vanish with it. Runtime paths that
+    lie under /tmp (a checkout there on ``PYTHONPATH``) are bound back read-only. Refuses (after
+    the mount) when ``keep``, the pool's root, lies under /tmp: the writable /tmp would hold it."""
     if _libc.unshare(CLONE_NEWNS) != 0:
         raise OSError(ctypes.get_errno(), f"unshare(CLONE_NEWNS) failed: {os.strerror(ctypes.get_errno())}")
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    held = os.open(keep, os.O_PATH | os.O_CLOEXEC)
+    _mount(None, "/", None, MS_REC | MS_SLAVE)  # nothing flows back; the pool's workdir mounts flow in
+    under_tmp = [p for p in {os.path.realpath(p) for p in (keep, *runtime)} if p.startswith("/tmp/") and os.path.exists(p)]
+    held = [(p, os.open(p, os.O_PATH | os.O_CLOEXEC)) for p in under_tmp]
     try:
         _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mib}m,mode=1777")
-        if os.path.realpath(keep).startswith("/tmp/"):
-            # Reachable again, but then the writable /tmp would contain the pool's tree: refuse.
-            os.makedirs(keep, mode=0o711, exist_ok=True)
-            _mount(f"/proc/self/fd/{held}", keep, None, MS_BIND | MS_REC)
-            raise OSError(f"the pool's root {keep} lies under /tmp")
+        for path, fd in held:
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.makedirs(path, mode=0o755, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o444))
+            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+            if path != os.path.realpath(keep):
+                _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
         if os.path.isdir("/dev/shm"):
             _mount("/tmp", "/dev/shm", None, MS_BIND)
     finally:
-        os.close(held)
+        for _, fd in held:
+            os.close(fd)
+    if os.path.realpath(keep).startswith("/tmp/"):
+        raise OSError(f"the pool's root {keep} lies under /tmp")
     return f"private tmpfs of {size_mib} MiB on /tmp and /dev/shm (counted in the memory limit), gone with the session"
 
 
@@ -395,3 +405,46 @@ def runtime_read_paths() -> list[str]:
                 top = f[len(e) + 1 :].split(os.sep)[0]
                 paths.add(os.path.join(e, top))
     return sorted(paths)
+
+
+# --- per-session working directories with a disk quota (done by the pool, in its namespace) -----
+def share_mounts_under(path: str) -> None:
+    """Make ``path`` a shared mount point, so tmpfs the pool mounts below it later also appear
+    in the zygote's and the sessions' mount namespaces (which hold it as a slave)."""
+    _mount(path, path, None, MS_BIND)
+    _mount(None, path, None, MS_SHARED)
+
+
+def mount_workdir(workdir: str, size_mib: int, uid: int | None, files: Iterable[tuple[str, str]]) -> None:
+    """A tmpfs of ``size_mib`` as the session's directory (its disk quota; RAM, so also charged
+    to the memory cgroup of the session that writes), with each data file bound in read-only."""
+    opts = f"size={size_mib}m,mode=1770,uid=0,gid={uid}" if uid is not None else f"size={size_mib}m,mode=700"
+    _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, opts)
+    for staged, name in files:
+        dest = os.path.join(workdir, name)
+        os.close(os.open(dest, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o444))
+        bind_readonly(staged, dest)
+
+
+def bind_readonly(src: str, dest: str) -> None:
+    """Bind ``src`` on ``dest`` read-only. Binding from a read-only bind (see the pool's stage)
+    matters: copies that propagate to other namespaces keep the flags the mount had when it was
+    made, and a later remount does not reach them."""
+    _mount(src, dest, None, MS_BIND)
+    _mount(None, dest, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def unmount_tree(path: str) -> None:
+    """Detach every mount at or below ``path`` (deepest first), ignoring those already gone."""
+    prefix = os.path.realpath(path)
+    points = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                point = line.split()[4].replace("\\040", " ")
+                if point == prefix or point.startswith(prefix + os.sep):
+                    points.append(point)
+    except OSError:
+        return
+    for point in sorted(points, key=len, reverse=True):
+        _libc.umount2(os.fsencode(point), MNT_DETACH)

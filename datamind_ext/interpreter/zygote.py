@@ -141,7 +141,9 @@ class Zygote:
         self.n_uids = n_uids
         self.uid_base = 0
         self.uid_locks: list[int] = []
-        self.root = os.getcwd()  # the pool's temporary root: removed here if the pool dies first
+        self.root = os.getcwd()  # the pool's temporary root
+        self.janitor_fd: int | None = None
+        self.janitor_pid: int | None = None
         self.sessions: dict[int, dict[str, Any]] = {}
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.isolate_network = isolate_network
@@ -220,7 +222,7 @@ class Zygote:
                 "uid_mode": self.uid_mode,
                 "uid_base": self.uid_base,
                 "memory_cgroup": list(self.memcg) if self.memcg else None,
-                "helper_pids": [self.sweeper[0]] if self.sweeper else [],
+                "helper_pids": [p for p in (self.sweeper[0] if self.sweeper else None, self.janitor_pid) if p],
             }
         )
 
@@ -233,6 +235,8 @@ class Zygote:
         if pid == 0:
             ours.close()
             self.ctrl.close()
+            if self.janitor_fd is not None:
+                os.close(self.janitor_fd)
             sandbox.set_parent_death_signal(signal.SIGKILL)
             while True:
                 data = theirs.recv(4)
@@ -254,6 +258,27 @@ class Zygote:
                 theirs.sendall(b"k")
         theirs.close()
         self.sweeper = (pid, ours)
+
+    def start_janitor(self) -> None:
+        """Fork, first of all (still small, still in the pool's mount namespace), the process that
+        removes the pool's root — unmounting the sessions' working directories — once the zygote
+        and every session are gone, however they went (a SIGKILL of the pool included). It
+        waits for EOF on a pipe whose write end only the zygote holds."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(w)
+                self.ctrl.close()
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                while os.read(r, 1):
+                    pass
+                sandbox.unmount_tree(self.root)
+                shutil.rmtree(self.root, ignore_errors=True)
+            finally:
+                os._exit(0)
+        os.close(r)
+        self.janitor_fd, self.janitor_pid = w, pid
 
     def _sweep_uid(self, uid: int) -> None:
         pid, sock = self.sweeper
@@ -279,9 +304,7 @@ class Zygote:
                     self.reap()
                 if self.ctrl in ready:
                     msg, fds, _, _ = socket.recv_fds(self.ctrl, MAX_DATAGRAM, 4)
-                    if not msg:  # the pool is gone without a shutdown (killed): clean up after it
-                        self.shutdown()
-                        shutil.rmtree(self.root, ignore_errors=True)
+                    if not msg:  # the pool is gone without a shutdown (killed); the janitor removes its root
                         return
                     self.handle(json.loads(msg), fds)
                     self.reap()
@@ -331,6 +354,8 @@ class Zygote:
                     self.sweeper[1].close()  # a session must never reach the root sweeper
                 for lock in self.uid_locks:
                     os.close(lock)  # nor release its pool's uid range
+                if self.janitor_fd is not None:
+                    os.close(self.janitor_fd)  # the janitor waits for the zygote and every session to be gone
                 from datamind_ext.interpreter.cell_runner import session_main
 
                 session_main(socket.socket(fileno=fd), spec, zygote_pid)
@@ -358,7 +383,7 @@ class Zygote:
                 return
             spec = self.sessions.pop(pid, None)
             if spec is None:
-                continue  # an adopted orphan or a sweeper
+                continue  # an adopted orphan, the sweeper or the janitor
             self.sweep(pid, spec)
             oom = False
             if self.memcg is not None:
@@ -413,6 +438,7 @@ def main(argv: list[str]) -> int:
         isolate_user=config.get("isolate_user", True),
         n_uids=config.get("n_uids", 1),
     )
+    zygote.start_janitor()
     zygote.start(list(config.get("preload", DEFAULT_PRELOAD)))
     zygote.serve()
     return 0
