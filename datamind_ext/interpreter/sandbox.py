@@ -355,7 +355,7 @@ def private_tmp(size_mib: int, keep: str, runtime: Iterable[str] = ()) -> str:
     if _libc.unshare(CLONE_NEWNS) != 0:
         raise OSError(ctypes.get_errno(), f"unshare(CLONE_NEWNS) failed: {os.strerror(ctypes.get_errno())}")
     _mount(None, "/", None, MS_REC | MS_SLAVE)  # nothing flows back; the pool's workdir mounts flow in
-    under_tmp = [p for p in {os.path.realpath(p) for p in (keep, *runtime)} if p.startswith("/tmp/") and os.path.exists(p)]
+    under_tmp = sorted(p for p in {keep, *runtime} if p.startswith("/tmp/") and os.path.exists(p))
     held = [(p, os.open(p, os.O_PATH | os.O_CLOEXEC)) for p in under_tmp]
     try:
         _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mib}m,mode=1777")
@@ -385,25 +385,25 @@ DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 def runtime_read_paths() -> list[str]:
     """What a session may read: system directories, the Python installation, and, from any other
     ``sys.path`` entry (a source checkout, ``PYTHONPATH``), only the packages actually imported
-    from it, so the rest of a checkout (tests, data, answers) stays out of reach."""
-    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix) if p}
-    prefixes.add(os.path.realpath(os.path.dirname(sys.executable)))
-    paths = set(SYSTEM_READ_PATHS) | prefixes
+    from it, so the rest of a checkout (tests, data, answers) stays out of reach. Each path is
+    listed as Python names it and resolved (a symlinked virtualenv), for :func:`private_tmp`."""
+    raw_prefixes = {p for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)) if p}
+    prefixes = {os.path.realpath(p) for p in raw_prefixes}
+    paths = set(SYSTEM_READ_PATHS) | prefixes | raw_prefixes
 
     def under_prefix(p: str) -> bool:
         return any(p == q or p.startswith(q + os.sep) for q in prefixes)
 
-    entries = [os.path.realpath(e) for e in sys.path if e and os.path.isdir(e)]
-    outside = [e for e in entries if not under_prefix(e)]
+    outside = [e for e in sys.path if e and os.path.isdir(e) and not under_prefix(os.path.realpath(e))]
     for mod in list(sys.modules.values()):
         f = getattr(mod, "__file__", None)
         if not isinstance(f, str):
             continue
-        f = os.path.realpath(f)
         for e in outside:
-            if f.startswith(e + os.sep):
-                top = f[len(e) + 1 :].split(os.sep)[0]
-                paths.add(os.path.join(e, top))
+            for base, file in ((e, f), (os.path.realpath(e), os.path.realpath(f))):
+                if file.startswith(base + os.sep):
+                    top = os.path.join(base, file[len(base) + 1 :].split(os.sep)[0])
+                    paths.update((top, os.path.realpath(top)))
     return sorted(paths)
 
 
