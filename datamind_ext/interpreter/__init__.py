@@ -18,12 +18,21 @@ Synchronous (scripts)::
 
 How it works: a zygote process imports pandas, numpy, scipy, scikit-learn, matplotlib (Agg),
 openpyxl, pyarrow and sqlite3 once; each session is a fork of it (milliseconds), in its own
-process group, with its own uid when the pool runs as root, inside a network namespace when
-the kernel allows one (sockets are blocked by an audit hook in any case), with a scrubbed
-environment and resource limits (:class:`Limits`). Cells run in persistent globals. A crash,
-a timeout that ignores the interrupt, or stray threads rebuild the session by replaying its
-successful cells (``Limits.on_crash``). Processes a cell starts do not outlive the cell.
-Sessions opened over a sqlite file get ``get_db_info()`` and ``execute_sql(sql, output_path)``.
+process group, with its own uid from a host-wide leased range when the pool runs as root, inside
+a network namespace when the kernel allows one, with a scrubbed environment and resource limits
+(:class:`Limits`). Kernel layers, each reported by ``datamind-ext doctor`` as on or off with the
+reason: a Landlock filesystem view (runtime read-only; working directory and private /tmp
+writable; nothing else exists), a memory cgroup counting every byte a session holds (memfd,
+tmpfs, shm included), a tmpfs working directory and /tmp as disk quota, and a seccomp filter (no
+namespaces, no netlink/vsock). Cells run in persistent globals; the runner restores what a cell
+may have broken of its own machinery before each cell, and a reply is accepted only if it is the
+cell's own (sequence number + nonce, typed), so bytes a cell writes anywhere never make ``run``
+raise. A crash, a timeout that ignores the interrupt, a corrupted channel or stray threads
+rebuild the session by replaying its successful cells within ``Limits.replay_budget_s``
+(``Limits.on_crash``), falling back to a fresh session when replay fails again. Processes a cell
+starts do not outlive the cell. Failed cells carry ``error_name`` / ``error_value`` besides the
+rendered ``error``. Sessions opened over a sqlite file get ``get_db_info()`` and
+``execute_sql(sql, output_path)``.
 
 The observation text for the model is not built here: pass the result to
 :func:`datamind_ext.protocol.observation_text`.

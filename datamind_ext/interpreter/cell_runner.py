@@ -22,7 +22,7 @@ import time
 import traceback
 from typing import Any, NoReturn
 
-from datamind_ext.interpreter import capture, landlock, memcg, sandbox, seccomp, sqltools, wire
+from datamind_ext.interpreter import capture, landlock, memcg, procs, sandbox, seccomp, sqltools, wire
 from datamind_ext.interpreter.guard import Guard
 from datamind_ext.interpreter.sqltools import SqlTools
 from datamind_ext.protocol import observation
@@ -248,17 +248,13 @@ def _kill_strays(uid_mode: bool) -> None:
             pass
     else:
         me, pgid = os.getpid(), os.getpgid(0)
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == me:
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    data = f.read()
-                fields = data[data.rindex(b")") + 2 :].split()
-                if int(fields[2]) == pgid or int(fields[1]) == me:
-                    os.kill(int(entry), signal.SIGKILL)
-            except (OSError, ValueError, IndexError):
-                pass
+        for pid in procs.pids():
+            st = procs.stat(pid)
+            if pid != me and st is not None and (st[2] == pgid or st[1] == me):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
     deadline = time.monotonic() + 2.0
     while True:  # SIGKILL is asynchronous: wait until the killed children are gone
         try:
@@ -363,7 +359,7 @@ def session_main(sock: socket.socket, spec: dict[str, Any], zygote_pid: int) -> 
         cap = capture.BoundedText(spec["limits"]["output_max_chars"])
         streams = (cap, cap, open(os.devnull, encoding="utf-8"))  # noqa: SIM115
         guard = Guard(g, _HANDLERS, out_fd, streams)
-        guard.protect(sys.modules[__name__], capture, wire, sqltools, observation)
+        guard.protect(sys.modules[__name__], capture, procs, wire, sqltools, observation)
         wire.send_sync(sock, {"ready": True, "pid": os.getpid(), "isolation": facts})
         while True:
             try:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from datamind_ext.errors import UserError
-from datamind_ext.interpreter import memcg, memory, sandbox, wire
+from datamind_ext.interpreter import memcg, procs, sandbox, wire
 from datamind_ext.interpreter.capture import clean_text
 from datamind_ext.interpreter.limits import Limits
 from datamind_ext.interpreter.result import ExecResult
@@ -48,14 +48,6 @@ def _remove_tree(path: Path) -> None:
     """Unmount what the pool mounted below ``path`` (quota tmpfs, bound data files), then delete it."""
     sandbox.unmount_tree(str(path))
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
 
 
 def _root_parent() -> str | None:
@@ -573,7 +565,7 @@ class Session:
     async def memory_uss_bytes(self) -> int | None:
         """Unique memory of the session's process now (None when evicted or dead)."""
         pid = self._pid
-        return None if pid is None else await asyncio.to_thread(memory.uss_bytes, pid)
+        return None if pid is None else await asyncio.to_thread(procs.uss_bytes, pid)
 
     async def evict(self) -> bool:
         """Free this session's process; its next cell rebuilds it by replay. False if busy."""
@@ -724,10 +716,8 @@ class InterpreterPool:
     def processes(self) -> list[int]:
         """Every live process this pool is responsible for (zygote, sessions, anything they started),
         found by uid, process group and parentage; empty after :meth:`close` unless something leaked."""
-        from datamind_ext.interpreter.procs import find_processes
-
         roots = {self._zygote_pid} if self._zygote_pid else set()
-        return find_processes(uids=self.uid_range, pgids=self._all_pgids, roots=roots)
+        return procs.find_processes(uids=self.uid_range, pgids=self._all_pgids, roots=roots)
 
     @property
     def service_pids(self) -> list[int]:
@@ -750,7 +740,7 @@ class InterpreterPool:
         helpers = list(self._zygote.info.get("helper_pids", []))
         deadline = time.monotonic() + EXIT_WAIT_S
         while helpers and time.monotonic() < deadline:
-            helpers = [p for p in helpers if _alive(p)]
+            helpers = [p for p in helpers if procs.alive(p)]
             if helpers:
                 await asyncio.sleep(0.01)
 
@@ -925,7 +915,7 @@ class InterpreterPool:
         cg = self._zygote.info.get("memory_cgroup") if self._started else None
 
         def read() -> tuple[dict[int, int], dict[int, int], int | None]:
-            out = {sid: memory.uss_bytes(pid) or 0 for sid, pid in live.items()}
+            out = {sid: procs.uss_bytes(pid) or 0 for sid, pid in live.items()}
             charged = {}
             if cg:
                 for sid, pid in live.items():
@@ -933,7 +923,7 @@ class InterpreterPool:
                     if n is not None:
                         charged[sid] = n
             zpid = self.zygote_pid
-            return out, charged, (memory.rss_bytes(zpid) if zpid else None)
+            return out, charged, (procs.rss_bytes(zpid) if zpid else None)
 
         per, charged, zygote_rss = await asyncio.to_thread(read)
         return MemoryReport(

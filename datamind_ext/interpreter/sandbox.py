@@ -15,6 +15,8 @@ import socket
 import sys
 from collections.abc import Iterable
 
+from datamind_ext.interpreter import procs
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 CLONE_NEWNET = 0x40000000
@@ -77,15 +79,6 @@ def drop_privileges(uid: int, gid: int) -> None:
     os.setresuid(uid, uid, uid)
 
 
-def vm_size_bytes() -> int:
-    """Current virtual address space of this process (VmSize)."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def _set(which: int, soft: int, hard: int | None = None) -> None:
     cur_soft, cur_hard = resource.getrlimit(which)
     hard = soft if hard is None else hard
@@ -99,7 +92,7 @@ def apply_rlimits(
     *, memory_bytes: int, max_processes: int | None, max_file_bytes: int, max_open_files: int, cpu_s: int
 ) -> dict[str, str]:
     """Set the session's resource limits; returns what was set, for the isolation report."""
-    image = vm_size_bytes()
+    image = procs.vm_size_bytes()
     _set(resource.RLIMIT_AS, image + memory_bytes)
     _set(resource.RLIMIT_FSIZE, max_file_bytes)
     _set(resource.RLIMIT_NOFILE, max_open_files)
@@ -143,17 +136,9 @@ _SPAWN_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "subproc
 
 
 def _group_size(pgid: int) -> int:
-    n = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    data = f.read()
-                if int(data[data.rindex(b")") + 2 :].split()[2]) == pgid:
-                    n += 1
-            except (OSError, ValueError, IndexError):
-                pass
-    return n
+    return sum(1 for pid in procs.pids() if (st := procs.stat(pid)) is not None and st[2] == pgid)
+
+
 _SOCKET_EVENTS = {"socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo"}
 
 

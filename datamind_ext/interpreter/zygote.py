@@ -222,7 +222,7 @@ class Zygote:
                 "uid_mode": self.uid_mode,
                 "uid_base": self.uid_base,
                 "memory_cgroup": list(self.memcg) if self.memcg else None,
-                "helper_pids": [p for p in (self.sweeper[0] if self.sweeper else None, self.janitor_pid) if p],
+                "helper_pids": sorted(self._helpers()),
             }
         )
 
@@ -410,11 +410,14 @@ class Zygote:
             self._sweep_uid(uid)  # every process of that uid, atomically
         # Orphans re-parented to us (a session that escaped its group without its own uid).
         for child in self._children():
-            if child not in self.sessions and (self.sweeper is None or child != self.sweeper[0]):
+            if child not in self.sessions and child not in self._helpers():
                 try:
                     os.kill(child, signal.SIGKILL)
                 except OSError:
                     pass
+
+    def _helpers(self) -> set[int]:
+        return {p for p in (self.sweeper[0] if self.sweeper else None, self.janitor_pid) if p}
 
     def _children(self) -> list[int]:
         out: list[int] = []
