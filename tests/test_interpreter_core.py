@@ -4,13 +4,8 @@ concurrency, the sync wrapper, cleanup. One warm pool per module (its start-up i
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from datamind_ext.errors import UserError
-from datamind_ext.interpreter import InterpreterPool, Limits, SyncInterpreterPool
+from datamind_ext.interpreter import InterpreterPool, Limits
 from datamind_ext.protocol import observation_text
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

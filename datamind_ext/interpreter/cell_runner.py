@@ -22,7 +22,16 @@ import time
 import traceback
 from typing import Any, NoReturn
 
-from datamind_ext.interpreter import capture, landlock, memcg, procs, sandbox, seccomp, sqltools, wire
+from datamind_ext.interpreter import (
+    capture,
+    landlock,
+    memcg,
+    procs,
+    sandbox,
+    seccomp,
+    sqltools,
+    wire,
+)
 from datamind_ext.interpreter.guard import Guard
 from datamind_ext.interpreter.sqltools import SqlTools
 from datamind_ext.protocol import observation

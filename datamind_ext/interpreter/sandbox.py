@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import shutil
 import signal
 import socket
 import sys
@@ -433,3 +434,9 @@ def unmount_tree(path: str) -> None:
         return
     for point in sorted(points, key=len, reverse=True):
         _libc.umount2(os.fsencode(point), MNT_DETACH)
+
+
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Unmount what the pool mounted below ``path`` (quota tmpfs, bound data files), then delete it."""
+    unmount_tree(os.fspath(path))
+    shutil.rmtree(path, ignore_errors=True)
