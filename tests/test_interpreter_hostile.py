@@ -155,7 +155,7 @@ async def test_pool_sigkill_removes_its_temporary_root():
             pool = await InterpreterPool(preload=[], max_sessions=2).start()
             s = await pool.open_session()
             r = await s.run("open('left.txt', 'w').write('x' * 1000)\\nimport os\\nos.mkfifo('fifo')")
-            print(json.dumps({"root": str(pool.root), "ok": r.ok, "error": r.error}), flush=True)
+            print(json.dumps({"root": str(pool.root), "ok": r.ok, "error": r.error, "zygote": pool.zygote_pid}), flush=True)
             await asyncio.sleep(120)
         asyncio.run(main())
         """
@@ -169,9 +169,12 @@ async def test_pool_sigkill_removes_its_temporary_root():
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 60  # generous: a loaded 2-core machine; the zygote removes it at once
-    while root.exists() and time.monotonic() < deadline:
+    group = f"datamind-interp-{info['zygote']}"  # its memory cgroup, where memory cgroups are in use
+    def left() -> list[str]:
+        return [str(root)] * root.exists() + [str(p) for p in Path("/sys/fs/cgroup").glob(f"**/{group}")]
+    while left() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not root.exists()
+    assert left() == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="per-session uids need root")

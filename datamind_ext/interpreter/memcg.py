@@ -12,6 +12,7 @@ controller) are both handled; where neither is writable (no root) this layer is 
 from __future__ import annotations
 
 import os
+import time
 
 _V1 = "/sys/fs/cgroup/memory"
 _V2 = "/sys/fs/cgroup"
@@ -40,13 +41,17 @@ def _own_path() -> tuple[str, str] | None:
     return None
 
 
+def _pool_group_path(base: str, zygote_pid: int) -> str:
+    return os.path.join(base, f"datamind-interp-{zygote_pid}")
+
+
 def create_pool_group() -> tuple[str, str]:
     """Create the pool's cgroup (in the zygote, as root); raises OSError with the reason if impossible."""
     own = _own_path()
     if own is None:
         raise OSError("no memory cgroup controller is mounted")
     version, base = own
-    path = os.path.join(base, f"datamind-interp-{os.getpid()}")
+    path = _pool_group_path(base, os.getpid())
     os.mkdir(path, 0o755)
     if version == "v2":
         try:
@@ -110,3 +115,23 @@ def remove(path: str) -> None:
         os.rmdir(path)
     except OSError:
         pass
+
+
+def remove_pool_group(zygote_pid: int, timeout_s: float = 5.0) -> None:
+    """Remove a dead zygote's group and its sessions' (from the janitor: sessions killed by their
+    parent-death signal may take a moment to leave their groups)."""
+    own = _own_path()
+    if own is None:
+        return
+    path = _pool_group_path(own[1], zygote_pid)
+    deadline = time.monotonic() + timeout_s
+    while os.path.isdir(path) and time.monotonic() < deadline:
+        try:
+            for name in os.listdir(path):
+                if name.startswith("s") and os.path.isdir(os.path.join(path, name)):
+                    remove(os.path.join(path, name))
+        except OSError:
+            pass
+        remove(path)
+        if os.path.isdir(path):
+            time.sleep(0.05)

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -265,6 +264,7 @@ class Zygote:
         and every session are gone, however they went (a SIGKILL of the pool included). It
         waits for EOF on a pipe whose write end only the zygote holds."""
         r, w = os.pipe2(os.O_CLOEXEC)
+        zygote = os.getpid()
         pid = os.fork()
         if pid == 0:
             try:
@@ -273,8 +273,8 @@ class Zygote:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 while os.read(r, 1):
                     pass
-                sandbox.unmount_tree(self.root)
-                shutil.rmtree(self.root, ignore_errors=True)
+                sandbox.remove_tree(self.root)
+                memcg.remove_pool_group(zygote)
             finally:
                 os._exit(0)
         os.close(r)
