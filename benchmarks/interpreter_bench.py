@@ -32,6 +32,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datamind_ext.interpreter import InterpreterPool, Limits  # noqa: E402
+from datamind_ext.interpreter.isolation import layers as layer_summary  # noqa: E402
 
 CELLS = [
     "import pandas as pd\ndf = pd.read_csv('sales.csv')\nprint(df.shape)\nprint(df.head(3))\nprint(df.dtypes)",
@@ -121,7 +122,7 @@ async def bench_overhead(
     return overheads, noop, cell_floor, transport
 
 
-async def bench_memory(pool: InterpreterPool, csv: Path, n: int) -> tuple[list[int], int, float]:
+async def bench_memory(pool: InterpreterPool, csv: Path, n: int) -> tuple[list[int], int, float, list[int]]:
     sessions = [await pool.open_session(files=[csv]) for _ in range(n)]
     t0 = time.perf_counter()
 
@@ -135,9 +136,10 @@ async def bench_memory(pool: InterpreterPool, csv: Path, n: int) -> tuple[list[i
     await asyncio.sleep(0.5)
     report = await pool.memory_report()
     per = sorted(report.sessions_uss_bytes.values())
+    charged = sorted(report.sessions_charged_bytes.values())  # memory cgroup: what the limit applies to
     for s in sessions:
         await s.close()
-    return per, report.total_uss_bytes, wall
+    return per, report.total_uss_bytes, wall, charged
 
 
 async def bench_trajectories(pool: InterpreterPool, csv: Path, n: int) -> float:
@@ -212,14 +214,18 @@ async def main() -> None:
             zygote_s = time.perf_counter() - t0
             start = await bench_start(pool, csv, n_start)
             overheads, noop, floor, transport = await bench_overhead(pool, csv, reps)
-            per, total, mem_wall = await bench_memory(pool, csv, n_mem)
+            per, total, mem_wall, charged = await bench_memory(pool, csv, n_mem)
             ours = await bench_trajectories(pool, csv, n_traj)
             isolation = pool.isolation
+            async with pool.session() as probe:
+                layers = {**isolation, **probe.isolation}
         ref = await bench_reference(csv, n_traj, concurrency=64)
 
     mib = 1 << 20
     print(f"\ninterpreter benchmark: {cores} cores, python {sys.version.split()[0]}, 20,000-row CSV, 5 cells")
     print(f"network isolation: {isolation.get('network')}")
+    for layer, state in layer_summary(layers).items():
+        print(f"  {layer:<18} {state.split(':')[0]}")
     print(f"zygote start (one-off, imports pandas/numpy/scipy/sklearn/matplotlib/openpyxl/pyarrow): {zygote_s:.2f} s\n")
     print(f"{'figure':<52} {'datamind_ext':>14} {'reference model':>16} {'target':>12}")
     print(f"{'session start p50 (n=' + str(n_start) + ')':<52} {ms(pct(start, 50)):>14} {'(interpreter start-up per turn)':>16} {'<= 10 ms':>12}")
@@ -231,6 +237,8 @@ async def main() -> None:
     print(f"{'  (empty cell round trip p50 / p99)':<52} {ms(pct(noop, 50)):>14} {ms(pct(noop, 99)):>16}")
     print(f"{'USS per idle session after 5 cells p50 (n=' + str(n_mem) + ')':<52} {statistics.median(per) / mib:11.1f} MiB {'':>16} {'<= 20 MiB':>12}")
     print(f"{'USS per idle session max':<52} {max(per) / mib:11.1f} MiB")
+    if charged:
+        print(f"{'  (memory cgroup charge per idle session p50)':<52} {statistics.median(charged) / mib:11.1f} MiB")
     print(f"{'USS total for ' + str(n_mem) + ' concurrent sessions':<52} {total / mib:11.1f} MiB")
     print(f"{f'  ({n_mem} sessions x 5 cells, wall)':<52} {mem_wall:12.2f} s")
     print(f"{f'{n_traj} trajectories x 5 cells, concurrency 64, wall':<52} {ours:12.2f} s {ref:14.2f} s {'>= 30x':>12}")
