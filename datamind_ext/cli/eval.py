@@ -3,6 +3,7 @@
     datamind-ext eval BENCH --data DIR --responses FILE --out DIR
     datamind-ext eval BENCH --data DIR --model NAME --base-url URL [--k 3] --out DIR
     datamind-ext eval report --runs OUT_DIR [OUT_DIR ...] --out DIR
+    datamind-ext eval contamination --train SYNTH_OUT --bench BENCH --data DIR [--out DIR]
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(--model/--base-url). Rerunning with the same --out continues where it stopped. "
         "'eval report --runs DIR...' combines finished runs into one table and plot.",
     )
-    p.add_argument("bench", choices=[*BENCH_NAMES, "report"], help="benchmark, or 'report' to combine runs")
+    p.add_argument("bench", choices=[*BENCH_NAMES, "report", "contamination"],
+                   help="benchmark, 'report' to combine runs, or 'contamination' to check a training set against one")
     p.add_argument("--data", help="folder holding the benchmark's official files (see eval/BENCH/README.md)")
-    p.add_argument("--out", required=True, help="output folder (results.jsonl, summary.md/json, plot)")
+    p.add_argument("--out", help="output folder (results.jsonl, summary.md/json, plot); required but for "
+                   "'contamination', where it is optional (contamination.json)")
+    p.add_argument("--train", help="with 'contamination': a synthesis output folder (export/rl/train.parquet)")
+    p.add_argument("--bench", dest="against", choices=BENCH_NAMES, help="with 'contamination': the benchmark")
+    p.add_argument("--ngram", type=int, default=8, help="with 'contamination': words per question n-gram")
     p.add_argument("--responses", help="JSONL/JSON file of responses to score (id, response|messages, run, sql)")
     p.add_argument("--field", help="with --responses: the key holding the model's answer (default: the one key "
                    "of the file's format: text, response, pred, prediction, messages or sql)")
@@ -43,8 +49,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from datamind_ext.errors import UserError
     from datamind_ext.evaluation.cli_run import run_eval_command, run_report_command
 
+    if args.bench == "contamination":
+        from datamind_ext.evaluation.contamination_cli import run_contamination_command
+
+        return run_contamination_command(args)
+    if not args.out:
+        raise UserError("--out DIR is required: the folder for results, summary and plot")
     if args.bench == "report":
         return run_report_command(args)
     return run_eval_command(args)
