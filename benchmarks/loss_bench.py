@@ -51,12 +51,12 @@ def _child(variant: str, preset: str, n_rollouts: int, n_experts: int, steps: in
     from verl.workers.engine_workers import TrainingWorker, TrainingWorkerConfig
     from verl.workers.utils.losses import ppo_loss
 
-    from datamind_ext.integrations.verl.loss import DataMindLossConfig
+    from datamind_ext.integrations.verl.contract import DataMindLossConfig
     from datamind_ext.integrations.verl.worker import (
+        DataMindTrainingWorker,
         expert_row,
         install_loss,
         rows_to_tensordict,
-        training_worker_cls,
     )
     from datamind_ext.models.tiny import build_tiny_model
 
@@ -96,7 +96,7 @@ def _child(variant: str, preset: str, n_rollouts: int, n_experts: int, steps: in
                                                     clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=10.0,
                                                     use_dynamic_bsz=False, rollout_n=1)))
     else:
-        w = training_worker_cls()(TrainingWorkerConfig(model_type="language_model", model_config=mc, engine_config=ec, optimizer_config=oc))
+        w = DataMindTrainingWorker(TrainingWorkerConfig(model_type="language_model", model_config=mc, engine_config=ec, optimizer_config=oc))
         w.reset()
         install_loss(w, DataMindLossConfig())
 

@@ -1,13 +1,12 @@
 """The datamind_sync trainer's expert rows in a real TransferQueue (Ray, in-process; slow).
 
-A trainer object is built without its Ray workers (``object.__new__``, then the attributes the
-actor-update path reads), rollouts are put into TransferQueue the way verl's agent loop stores
-them, and ``_update_actor`` runs against a recording stand-in for the actor worker group.
+The trainer is built with its public constructor (which builds verl's replay buffer but no Ray
+workers; ``init()`` would start those), rollouts are put into TransferQueue the way verl's agent
+loop stores them, and ``update_actor_with_experts`` (what the trainer's actor update runs) calls a
+recording stand-in for the actor worker group.
 """
 
 from __future__ import annotations
-
-import types
 
 import pytest
 import torch
@@ -39,8 +38,11 @@ class RecordingWorkerGroup:
     """Stands in for actor_rollout_wg: dp size 2, records what update_actor receives."""
 
     def __init__(self, tq) -> None:
-        self._dispatch_info = {"actor": [0, 1]}
         self.tq, self.seen = tq, None
+
+    def _query_dispatch_info(self, mesh_name: str) -> list[int]:
+        assert mesh_name == "actor"
+        return [0, 1]  # the dp rank of each of the two workers
 
     def update_actor(self, batch):
         from tensordict import TensorDict
@@ -56,8 +58,13 @@ def test_update_adds_one_expert_row_per_prompt_including_dropped_groups(tq, tiny
     from transfer_queue import KVBatchMeta
     from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-    from datamind_ext.integrations.verl.trainer import NUM_MINI_BATCH_KEY, trainer_cls
-    from datamind_ext.integrations.verl.worker import STEP_KEY, expert_row
+    from datamind_ext.integrations.verl.contract import NUM_MINI_BATCH_KEY, STEP_KEY
+    from datamind_ext.integrations.verl.trainer import (
+        DapoDropTrackingReplayBuffer,
+        DataMindTrainerSync,
+    )
+    from datamind_ext.integrations.verl.worker import expert_row
+    from datamind_ext.records import RolloutExtraFields
 
     with initialize_config_module(config_module="verl.trainer.config", version_base=None):
         config = compose(config_name="ppo_trainer", overrides=[
@@ -77,22 +84,23 @@ def test_update_adds_one_expert_row_per_prompt_including_dropped_groups(tq, tiny
                 "old_log_probs": -torch.rand(5 + s, generator=g), "advantages": torch.randn(5 + s, generator=g),
                 "rm_scores": torch.zeros(5 + s), "uid": uid, "num_turns": 2,
                 "extra_info": {"expert_messages": MSGS[uid], "task_id": uid},
-                "extra_fields": {"dm_void": int(uid == "u1" and s == 3)},
+                "extra_fields": RolloutExtraFields(dm_void=int(uid == "u1" and s == 3)).to_dict(),
             })
     tags = [{"status": "success", "seq_len": len(x["input_ids"])} for x in samples]
     tq.kv_batch_put(keys=keys, partition_id="train", fields=list_of_dict_to_tensordict(samples), tags=tags)
 
-    cls = trainer_cls()
-    trainer = object.__new__(cls)
-    trainer.config, trainer.tokenizer, trainer.global_steps = config, tiny_tokenizer, 3
-    trainer.replay_buffer = types.SimpleNamespace(datamind_dapo_dropped={"u2"})  # the DAPO filter dropped u2
-    trainer._datamind_expert_by_uid = {"u2": (3, MSGS["u2"])}  # remembered when u2 was submitted
-    trainer.distillation_config = None
+    trainer = DataMindTrainerSync(config)
+    assert type(trainer.replay_buffer) is DapoDropTrackingReplayBuffer and trainer.trainer_mode == "sync"
+    # set by init() in a real run: the tokenizer, the step, the actor worker group
+    trainer.tokenizer, trainer.global_steps = tiny_tokenizer, 3
     trainer.actor_rollout_wg = wg = RecordingWorkerGroup(tq)
+    # u2 was submitted at this step, then its group was dropped by the DAPO filter
+    trainer.remember_experts(list_of_dict_to_tensordict([{"uid": "u2", "extra_info": {"expert_messages": MSGS["u2"]}}]))
+    trainer.replay_buffer.datamind_dapo_dropped.add("u2")
     metrics: dict = {}
     fields = sorted(samples[0])  # as the replay buffer lists them: the rollouts' own fields
     batch = KVBatchMeta(keys=list(keys), tags=list(tags), partition_id="train", fields=fields, extra_info={})
-    returned = cls._update_actor(trainer, batch, metrics)
+    returned = trainer.update_actor_with_experts(batch, metrics)
 
     assert returned is batch  # metrics downstream see the rollouts only
     assert metrics["datamind/expert_rows"] == 3 and metrics["datamind/expert_rows_from_dropped_groups"] == 1

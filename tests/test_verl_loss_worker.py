@@ -60,12 +60,12 @@ def _child(model_dir: str, out_dir: str, rank: int = 0, world_size: int = 1) -> 
     from verl.workers.engine_workers import TrainingWorker, TrainingWorkerConfig
     from verl.workers.utils.losses import ppo_loss, sft_loss
 
-    from datamind_ext.integrations.verl.loss import DataMindLossConfig
+    from datamind_ext.integrations.verl.contract import DataMindLossConfig
     from datamind_ext.integrations.verl.worker import (
+        DataMindTrainingWorker,
         expert_row,
         install_loss,
         rows_to_tensordict,
-        training_worker_cls,
     )
     from datamind_ext.losses import ScheduleConfig
 
@@ -121,7 +121,7 @@ def _child(model_dir: str, out_dir: str, rank: int = 0, world_size: int = 1) -> 
         # data parallel: verl hands each rank a contiguous shard; here rank 0 gets 3 rollouts and
         # rank 1 the void rollout and both experts, so the ranks' RL/SFT token counts differ
         shard = mixed[:3] if rank == 0 else mixed[3:]
-        w = new_worker(training_worker_cls())
+        w = new_worker(DataMindTrainingWorker)
         install_loss(w, DataMindLossConfig())
         metrics = run(w, rows_to_tensordict(shard), global_rows=len(mixed))
         p = params(w)
@@ -162,7 +162,7 @@ def _child(model_dir: str, out_dir: str, rank: int = 0, world_size: int = 1) -> 
     out: dict = {"ref": {"sft_loss": sft_num / sft_tokens, "sft_loss_shifted": shifted_num / sft_tokens,
                          "pg_loss": pg_num / rl_tokens, "gamma_step1": gamma1, "rl_entropy": ent_num / rl_tokens,
                          "sft_tokens": sft_tokens, "rl_tokens": rl_tokens}}
-    ours = training_worker_cls()
+    ours = DataMindTrainingWorker
     for name, sched in [("combined", ScheduleConfig()), ("gamma1", ScheduleConfig(name="constant", value=1.0)),
                         ("gamma0", ScheduleConfig(name="constant", value=0.0))]:
         w = new_worker(ours)

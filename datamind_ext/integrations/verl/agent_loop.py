@@ -23,25 +23,6 @@ prompt for the task kind is prepended.
 
 from __future__ import annotations
 
-AGENT_NAME = "datamind_code_agent"
-
-
-def register() -> None:
-    """Register the loop in verl's agent-loop registry (idempotent: same name, same target).
-
-    Defined before this module imports verl: if this module is what first imports verl, verl's
-    plugin loader calls ``register()`` on the half-imported module; it then does nothing and
-    the call at the end of this module registers.
-    """
-    cls = globals().get("DataMindAgentLoop")
-    if cls is None:
-        return
-    from verl.experimental.agent_loop.agent_loop import register as verl_register
-
-    verl_register(AGENT_NAME)(cls)
-
-
-# Imports after register() on purpose (see its docstring).
 import logging
 from typing import Any, ClassVar
 from uuid import uuid4
@@ -60,12 +41,14 @@ from datamind_ext.agent.prompts import with_system_prompt
 from datamind_ext.agent.session import SessionFactory
 from datamind_ext.config import parse_config
 from datamind_ext.interpreter import InterpreterConfig, SessionProvider
+from datamind_ext.records import ROLLOUT_EXTRA_KEYS, RLExtraInfo, RolloutExtraFields
 
 log = logging.getLogger(__name__)
 
+AGENT_NAME = "datamind_code_agent"  # registered by registration.TABLE (by import path)
+
 #: extra_fields keys, identical for every sample (V1 stores them per row in TransferQueue).
-EXTRA_KEYS = ("dm_turns", "dm_code_cells", "dm_cells_errored", "dm_cells_timed_out", "dm_obs_chars_cut",
-              "dm_void", "dm_failed", "dm_generation_s", "dm_interpreter_s", "dm_overhead_s")
+EXTRA_KEYS = ROLLOUT_EXTRA_KEYS
 
 
 def _plain(value: Any) -> Any:
@@ -80,10 +63,9 @@ def _plain(value: Any) -> Any:
 def row_files(extra_info: Any, tools_kwargs: Any = None) -> list[str]:
     """The row's data files: ``extra_info.files`` (or ``tools_kwargs.files``)."""
     for src in (extra_info, tools_kwargs):
-        src = _plain(src) or {}
-        if isinstance(src, dict) and src.get("files"):
-            files = _plain(src["files"])
-            return [str(f) for f in ([files] if isinstance(files, str) else files)]
+        files = RLExtraInfo.read(src).files
+        if files:
+            return [str(f) for f in files]
     return []
 
 
@@ -97,15 +79,13 @@ def episode_output(ep: Episode, *, with_logprobs: bool,
     """
     m = ep.metrics
     lo, hi = weight_versions if weight_versions is not None else (-1, -1)
-    extra = {
-        "min_global_steps": lo, "max_global_steps": hi,
-        "dm_turns": m.turns, "dm_code_cells": m.code_cells, "dm_cells_errored": m.cells_errored,
-        "dm_cells_timed_out": m.cells_timed_out, "dm_obs_chars_cut": m.observation_chars_cut, "dm_void": m.void,
-        "dm_failed": m.failed, "dm_generation_s": round(m.generation_s, 6),
-        "dm_interpreter_s": round(m.interpreter_s, 6), "dm_overhead_s": round(m.overhead_s, 6),
-        # The built-in loops always set these two; keeping them lets rows of both kinds share a batch.
-        "turn_scores": [], "tool_rewards": [],
-    }
+    extra = RolloutExtraFields(
+        min_global_steps=lo, max_global_steps=hi,
+        dm_turns=m.turns, dm_code_cells=m.code_cells, dm_cells_errored=m.cells_errored,
+        dm_cells_timed_out=m.cells_timed_out, dm_obs_chars_cut=m.observation_chars_cut, dm_void=m.void,
+        dm_failed=m.failed, dm_generation_s=round(m.generation_s, 6),
+        dm_interpreter_s=round(m.interpreter_s, 6), dm_overhead_s=round(m.overhead_s, 6),
+    ).to_dict()
     logprobs = ep.response_logprobs if with_logprobs and ep.response_logprobs is not None else None
     return AgentLoopOutput(
         prompt_ids=ep.prompt_ids,
@@ -168,6 +148,3 @@ class DataMindAgentLoop(AgentLoopBase):
             log.warning("datamind trajectory failed (kept in the batch as void): %s", episode.error)
         return episode_output(episode, with_logprobs=bool(sampling_params.get("logprobs")),
                               weight_versions=(min(versions), max(versions)) if versions else None)
-
-
-register()

@@ -23,35 +23,11 @@ import os
 from collections.abc import Generator
 from typing import Any
 
-ROLLOUT_NAME = "datamind_hf"
-
-
-def load_replica_class() -> type:
-    """The registry's loader (verl calls it when a replica is needed)."""
-    return HFReplica
-
-
-def register() -> None:
-    """Add ``datamind_hf`` to verl's two rollout registries (idempotent).
-
-    Defined before this module imports verl: if this module is what first imports verl, verl's
-    plugin loader calls ``register()`` on the half-imported module; it then does nothing and
-    the call at the end of this module registers.
-    """
-    if "HFServerAdapter" not in globals():
-        return
-    from verl.workers.rollout import base as rollout_base
-    from verl.workers.rollout.replica import RolloutReplicaRegistry
-
-    RolloutReplicaRegistry.register(ROLLOUT_NAME, load_replica_class)
-    rollout_base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{__name__}.HFServerAdapter"
-
-
-# Imports after register() on purpose (see its docstring).
 import ray
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
+ROLLOUT_NAME = "datamind_hf"  # registered by registration.TABLE (by import path)
 log = logging.getLogger(__name__)
 _WEIGHT_CHUNK = 64  # tensors per Ray call during weight sync
 
@@ -180,6 +156,3 @@ class HFServerAdapter(BaseRollout):
                 pending.append(self._server_handle().load_weights.remote(batch, kwargs.get("global_steps")))
             for ref in pending:
                 await ref
-
-
-register()

@@ -35,9 +35,9 @@ def _walk(prefix: str, obj: Any) -> list[tuple[str, str]]:
 
 
 def read_back() -> dict[str, Any]:
-    import verl  # noqa: F401 - loads the verl.plugins entry points, as in every Ray process
+    import verl
 
-    from datamind_ext.integrations.verl.registration import COMPONENT_MODULES, FAILURES
+    from datamind_ext.integrations.verl.registration import FAILURES, TABLE
 
     found: dict[str, dict[str, str]] = {}
     for kind, module, attr in REGISTRIES:
@@ -49,7 +49,7 @@ def read_back() -> dict[str, Any]:
             found[kind] = {"<unreadable>": f"{type(err).__name__}: {err}"}
             continue
         found[kind] = {str(name): target for name, target in _walk("", obj) if OURS in target}
-    return report("verl", verl.__version__, COMPONENT_MODULES, FAILURES, found)
+    return report("verl", verl.__version__, [f"{e.registry}:{e.name}" for e in TABLE], FAILURES, found)
 
 
 if __name__ == "__main__":

@@ -27,35 +27,21 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field
+from verl.utils import tensordict_utils as tu
+from verl.utils.metric import AggregationType, Metric
+from verl.workers.utils.padding import no_padding_2_padding
 
-from datamind_ext.losses import SftRlLossConfig, sft_rl_loss
-
-#: Non-tensor fields the worker writes for the loss (one value per mini-batch or step).
-GAMMA_KEY = "datamind_gamma"
-RL_TOKENS_KEY = "datamind_rl_tokens"
-SFT_TOKENS_KEY = "datamind_sft_tokens"
-SCHEDULE_METRICS_KEY = "datamind_schedule_metrics"
-
-#: The trainer mode name under which the DataMind trainer is registered in verl.
-TRAINER_MODE = "datamind_sync"
-
-
-class DataMindLossConfig(SftRlLossConfig):
-    """The recipe's ``datamind_loss`` block (under ``actor_rollout_ref`` in verl's config).
-
-    Defaults are the paper's: cosine γ from 0.9 to 0.05 over 350 steps (counted from 1), plain
-    NLL on expert assistant tokens, DAPO clip 0.2 / 0.28 with dual clip 10, token-mean.
-    """
-
-    enable: bool = True
-    expert_messages_key: str = Field(
-        "expert_messages", description="key of the expert trajectory (a messages list) in each row's extra_info"
-    )
-    void_key: str = Field(
-        "dm_void", description="flag in each rollout's extra_fields (set by the agent loop) marking a void trajectory"
-    )
-    success_threshold: float = Field(0.0, description="adaptive schedule: a rollout succeeds if its reward is above")
+from datamind_ext.integrations.verl.contract import (
+    GAMMA_KEY,
+    IS_EXPERT,
+    IS_VOID,
+    RL_TOKENS_KEY,
+    SCHEDULE_METRICS_KEY,
+    SFT_TOKENS_KEY,
+    TRAINER_MODE,
+    DataMindLossConfig,
+)
+from datamind_ext.losses import sft_rl_loss
 
 
 def _row_flag(data: Any, key: str, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -73,10 +59,6 @@ def role_masks(response_mask: torch.Tensor, is_expert: torch.Tensor, is_void: to
 
 def datamind_actor_loss(config: DataMindLossConfig, model_output: dict, data: Any, dp_group: Any = None):
     """verl loss contract ``(model_output, data, dp_group) -> (loss, metrics)``, ``config`` bound by partial."""
-    from verl.utils import tensordict_utils as tu
-    from verl.utils.metric import AggregationType, Metric
-    from verl.workers.utils.padding import no_padding_2_padding
-
     log_prob = no_padding_2_padding(model_output["log_probs"], data)
     entropy = model_output.get("entropy", None)
     if entropy is not None:
@@ -93,8 +75,8 @@ def datamind_actor_loss(config: DataMindLossConfig, model_output: dict, data: An
     dp_size = data["dp_size"]
     batch_size = data["response_mask"].shape[0]
     device = log_prob.device
-    is_expert = _row_flag(data, "is_expert", batch_size, device)
-    is_void = _row_flag(data, "is_void", batch_size, device)
+    is_expert = _row_flag(data, IS_EXPERT, batch_size, device)
+    is_void = _row_flag(data, IS_VOID, batch_size, device)
 
     padded = data.select("response_mask", "old_log_probs", "advantages").to_padded_tensor()
     rl_mask, sft_mask = role_masks(padded["response_mask"], is_expert, is_void)
@@ -129,13 +111,3 @@ def datamind_actor_loss(config: DataMindLossConfig, model_output: dict, data: An
     for k, v in dict(schedule_metrics).items():
         metrics[f"actor/{k}"] = float(v)  # adaptive: gamma_base, collapse_success, collapse_entropy
     return loss, metrics
-
-
-def register() -> None:
-    """verl plugin hook: CPU shims when opted in, then the DataMind trainer mode."""
-    from datamind_ext.integrations.verl import cpu
-
-    cpu.register()
-    from datamind_ext.integrations.verl.trainer import register_trainer_mode
-
-    register_trainer_mode()

@@ -6,11 +6,12 @@ Two ways in, both through verl's public config (``reward.*``; the old top-level
 * ``reward.custom_reward_function.path=pkg://datamind_ext.integrations.verl.rewards`` (name
   ``compute_score``, the default) with any manager (``naive``, ``remote``...). Options go in
   ``reward.custom_reward_function.reward_kwargs``: ``reward`` (a :class:`RewardConfig` dict),
-  ``judge`` (a :class:`JudgeConfig` dict), ``require_code_kinds``, or ``config_path`` (a YAML
-  file holding those blocks). ``compute_score_async`` is the same for async managers such as
-  ``rate_limited``.
+  ``judge`` (a :class:`JudgeConfig` dict), ``require_code_kinds``, ``scorers`` (task kind ->
+  import path of a user scorer), or ``config_path`` (a YAML file holding those blocks).
+  ``compute_score_async`` is the same for async managers such as ``rate_limited`` (it is the
+  core; ``compute_score`` is its synchronous wrapper).
 * ``reward.reward_manager.name=datamind``: our manager (registered in verl's reward-loop
-  registry by :func:`register`), which scores on the event loop, passes the tokenizer so the
+  registry by ``registration.TABLE``), which scores on the event loop, passes the tokenizer so the
   length penalty counts tokens, and awaits the judge with bounded concurrency and an optional
   requests-per-minute limit. If ``reward.custom_reward_function.path`` is also set, the manager
   calls that user function instead of ours (one config line swaps the reward).
@@ -28,14 +29,17 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+
 from datamind_ext.config import load_config, parse_config
+from datamind_ext.integrations.verl import registration
 from datamind_ext.rewards.judge import JudgeClient
 from datamind_ext.rewards.scoring import ScoringConfig, score_sample, score_sample_async
 
 log = logging.getLogger("datamind_ext.verl.rewards")
 
-MANAGER_NAME = "datamind"
-_OPTION_KEYS = {"reward", "judge", "require_code_kinds", "config_path"}
+MANAGER_NAME = "datamind"  # registered by registration.TABLE
+_OPTION_KEYS = {"reward", "judge", "require_code_kinds", "scorers", "config_path"}
 _IGNORED_KWARGS = {"reward_router_address", "reward_model_tokenizer"}
 _lock = threading.Lock()
 _configs: dict[str, ScoringConfig] = {}
@@ -83,20 +87,6 @@ def judge_client(cfg: ScoringConfig) -> JudgeClient:
         return client
 
 
-def compute_score(
-    data_source: Any = None,
-    solution_str: Any = None,
-    ground_truth: Any = None,
-    extra_info: Any = None,
-    **kwargs: Any,
-) -> dict[str, float]:
-    """verl's ``compute_score``: the reward dict of one trajectory (routing by ``data_source``)."""
-    cfg = scoring_config(kwargs)
-    res = score_sample(data_source, solution_str, ground_truth, extra_info, config=cfg, judge=judge_client(cfg))
-    log.debug("reward %s: %s", res.kind, res.reason)
-    return res.values
-
-
 async def compute_score_async(
     data_source: Any = None,
     solution_str: Any = None,
@@ -104,95 +94,79 @@ async def compute_score_async(
     extra_info: Any = None,
     **kwargs: Any,
 ) -> dict[str, float]:
-    """The same as :func:`compute_score`, awaiting the judge instead of blocking a thread."""
+    """verl's ``compute_score`` for async managers: the reward dict of one trajectory."""
     cfg = scoring_config(kwargs)
     res = await score_sample_async(
         data_source, solution_str, ground_truth, extra_info, config=cfg, judge=judge_client(cfg)
     )
+    log.debug("reward %s: %s", res.kind, res.reason)
     return res.values
 
 
-def _make_manager_cls() -> type:
-    from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
-
-    class DataMindRewardManager(RewardManagerBase):
-        """Scores trajectories with the data-analytic reward on verl's reward loop.
-
-        Rule-based kinds are scored inline (about 0.1 ms each); judged kinds await the judge,
-        whose client bounds concurrency (``judge.max_concurrency``) and rate (``judge.max_rpm``).
-        """
-
-        def __init__(
-            self,
-            config: Any,
-            tokenizer: Any,
-            compute_score: Any,
-            reward_router_address: str | None = None,
-            reward_model_tokenizer: Any = None,
-        ) -> None:
-            super().__init__(config, tokenizer, compute_score)
-            fn_cfg = config.reward.get("custom_reward_function") or {}
-            self.options = _plain(fn_cfg.get("reward_kwargs") or {})
-            user_path = fn_cfg.get("path")
-            # A user function named in the config replaces ours; verl already bound its kwargs.
-            self.user_fn = compute_score if user_path and "datamind_ext.integrations.verl.rewards" not in str(
-                user_path
-            ) else None
-            self.user_is_async = self.user_fn is not None and inspect.iscoroutinefunction(self.user_fn)
-            self.scoring = scoring_config(self.options)
-            self.judge = judge_client(self.scoring)
-
-        async def run_single(self, data: Any) -> dict[str, Any]:
-            item = data[-1:][0]  # multi-output trajectories: score the last output
-            response_ids = item.batch["responses"]
-            n_valid = int(item.batch["attention_mask"][-response_ids.shape[-1] :].sum())
-            solution_str = self.tokenizer.decode(response_ids[:n_valid], skip_special_tokens=True)
-            ntb = item.non_tensor_batch
-            extra_info = dict(ntb.get("extra_info") or {})
-            extra_info.update(dict(ntb.get("tool_extra_fields") or {}))
-            extra_info["num_turns"] = ntb.get("__num_turns__")
-            kwargs = {
-                "data_source": ntb.get("data_source"),
-                "solution_str": solution_str,
-                "ground_truth": (ntb.get("reward_model") or {}).get("ground_truth"),
-                "extra_info": extra_info,
-            }
-            if self.user_fn is not None:
-                if self.user_is_async:
-                    result = await self.user_fn(**kwargs)
-                else:
-                    result = await self.loop.run_in_executor(None, lambda: self.user_fn(**kwargs))
-                if isinstance(result, Mapping):
-                    return {"reward_score": float(result["score"]), "reward_extra_info": dict(result)}
-                return {"reward_score": float(result), "reward_extra_info": {"acc": float(result)}}
-            res = await score_sample_async(**kwargs, config=self.scoring, tokenizer=self.tokenizer, judge=self.judge)
-            return {"reward_score": res.values["score"], "reward_extra_info": dict(res.values)}
-
-    DataMindRewardManager.__module__ = __name__
-    DataMindRewardManager.__qualname__ = "DataMindRewardManager"
-    return DataMindRewardManager
+def compute_score(
+    data_source: Any = None,
+    solution_str: Any = None,
+    ground_truth: Any = None,
+    extra_info: Any = None,
+    **kwargs: Any,
+) -> dict[str, float]:
+    """verl's ``compute_score`` for sync managers: :func:`compute_score_async`, run to completion."""
+    cfg = scoring_config(kwargs)
+    return score_sample(data_source, solution_str, ground_truth, extra_info, config=cfg, judge=judge_client(cfg)).values
 
 
-_manager_cls: type | None = None
+class DataMindRewardManager(RewardManagerBase):
+    """Scores trajectories with the data-analytic reward on verl's reward loop.
+
+    Rule-based kinds are scored inline (about 0.1 ms each); judged kinds await the judge,
+    whose client bounds concurrency (``judge.max_concurrency``) and rate (``judge.max_rpm``).
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        tokenizer: Any,
+        compute_score: Any,
+        reward_router_address: str | None = None,
+        reward_model_tokenizer: Any = None,
+    ) -> None:
+        super().__init__(config, tokenizer, compute_score)
+        fn_cfg = config.reward.get("custom_reward_function") or {}
+        self.options = _plain(fn_cfg.get("reward_kwargs") or {})
+        user_path = fn_cfg.get("path")
+        # A user function named in the config replaces ours; verl already bound its kwargs.
+        self.user_fn = compute_score if user_path and "datamind_ext.integrations.verl.rewards" not in str(
+            user_path
+        ) else None
+        self.user_is_async = self.user_fn is not None and inspect.iscoroutinefunction(self.user_fn)
+        self.scoring = scoring_config(self.options)
+        self.judge = judge_client(self.scoring)
+
+    async def run_single(self, data: Any) -> dict[str, Any]:
+        item = data[-1:][0]  # multi-output trajectories: score the last output
+        response_ids = item.batch["responses"]
+        n_valid = int(item.batch["attention_mask"][-response_ids.shape[-1] :].sum())
+        solution_str = self.tokenizer.decode(response_ids[:n_valid], skip_special_tokens=True)
+        ntb = item.non_tensor_batch
+        extra_info = dict(ntb.get("extra_info") or {})
+        extra_info.update(dict(ntb.get("tool_extra_fields") or {}))
+        extra_info["num_turns"] = ntb.get("__num_turns__")
+        kwargs = {
+            "data_source": ntb.get("data_source"),
+            "solution_str": solution_str,
+            "ground_truth": (ntb.get("reward_model") or {}).get("ground_truth"),
+            "extra_info": extra_info,
+        }
+        if self.user_fn is not None:
+            if self.user_is_async:
+                result = await self.user_fn(**kwargs)
+            else:
+                result = await self.loop.run_in_executor(None, lambda: self.user_fn(**kwargs))
+            if isinstance(result, Mapping):
+                return {"reward_score": float(result["score"]), "reward_extra_info": dict(result)}
+            return {"reward_score": float(result), "reward_extra_info": {"acc": float(result)}}
+        res = await score_sample_async(**kwargs, config=self.scoring, tokenizer=self.tokenizer, judge=self.judge)
+        return {"reward_score": res.values["score"], "reward_extra_info": dict(res.values)}
 
 
-def manager_cls() -> type:
-    """The reward-manager class (built lazily: importing this module must not import verl)."""
-    global _manager_cls
-    if _manager_cls is None:
-        _manager_cls = _make_manager_cls()
-    return _manager_cls
-
-
-def register() -> None:
-    """Register the ``datamind`` reward manager in verl's reward-loop registry (idempotent)."""
-    from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
-    from verl.experimental.reward_loop.reward_manager import register as register_manager
-
-    cls = manager_cls()
-    try:
-        if get_reward_manager_cls(MANAGER_NAME) is cls:
-            return
-    except ValueError:
-        pass
-    register_manager(MANAGER_NAME)(cls)
+registration.loaded(__name__)

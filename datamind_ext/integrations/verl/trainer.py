@@ -3,57 +3,74 @@
 Run with stock ``python -m verl.trainer.main_ppo ... trainer.v1.trainer_mode=datamind_sync``.
 What it changes, and why each needs the trainer (verl's own hooks stop short of it):
 
-1. Workers: the actor role runs :class:`DataMindActorRolloutRefWorker`, which installs the
+1. Config: the ``datamind_loss`` block is parsed once, here (``contract.resolve_loss_config``),
+   and handed to the actor workers in the public ``on_init_end`` hook.
+2. Workers: the actor role runs :class:`DataMindActorRolloutRefWorker`, which installs the
    combined loss and the per-step γ / global token bookkeeping (see ``loss.py``).
-2. Expert rows: right before the actor update (after old log-probs and GRPO advantages, so expert
+3. Expert rows: right before the actor update (after old log-probs and GRPO advantages, so expert
    sequences never enter group statistics), one expert row per prompt of the update batch is
    rendered by the one renderer and put into TransferQueue next to the rollouts, as extra rows of
    the same batch: the same forward / log-prob path as rollouts (no extra full-vocabulary
    softmax) and their tokens count in the dynamic batch-size budget. They are built exactly like
    verl's own synthetic padding samples (``verl.trainer.ppo.padding_utils``): a real sample as
    template, sequence fields replaced. They are cleared after the update.
-3. Layout: expert rows are padded (with zero-mask rows) to a multiple of ``dp × mini-batches`` and
+4. Layout: expert rows are padded (with zero-mask rows) to a multiple of ``dp × mini-batches`` and
    interleaved so every rank and every mini-batch gets rollouts and experts; the worker switches
    the split from ``mini_batch_size`` to ``num_mini_batch`` so the optimizer steps per update stay
    what the user configured.
-4. The mode name: verl compares ``trainer_mode`` with ``"sync"`` in several places (replay buffer,
+5. The mode name: verl compares ``trainer_mode`` with ``"sync"`` in several places (replay buffer,
    refill, checkpoint/resume), so the instance keeps ``trainer_mode = "sync"`` internally.
 
 Zero-variance groups: verl's DAPO filter evicts them from TransferQueue before the update, so the
 trainer remembers each submitted prompt's expert trajectory (``_submit_batch_to_rollout``) and the
-replay buffer (verl's own object, its class swapped for a subclass that only records the evicted
-uids) reports which groups it dropped; those prompts get an expert row too (SFT only).
+replay buffer (:class:`DapoDropTrackingReplayBuffer`, built with the settings verl chose for its
+own) reports which groups it dropped; those prompts get an expert row too (SFT only).
+
+The private verl methods overridden here are listed, with why, in ``private_api.py``.
 """
 
 from __future__ import annotations
 
-import json
+import inspect
 import math
 from typing import Any
 
+import ray
 import torch
+from tensordict import TensorDict
+from verl.trainer.ppo.utils import Role
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils import tensordict_utils as tu
+from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+from verl.utils.transferqueue_utils import tq
 
-from datamind_ext.integrations.verl.loss import TRAINER_MODE, DataMindLossConfig
-from datamind_ext.integrations.verl.worker import NUM_MINI_BATCH_KEY
+from datamind_ext.integrations.verl import registration
+from datamind_ext.integrations.verl.contract import (
+    EXPERT_UID_PREFIX,
+    IS_EXPERT,
+    IS_VOID,
+    NUM_MINI_BATCH_KEY,
+    ROLE_FIELDS,
+    STEP_KEY,
+    VERL_SYNC_MODE,
+    DataMindLossConfig,
+    check_actor_settings,
+    resolve_loss_config,
+)
+from datamind_ext.integrations.verl.worker import (
+    DataMindActorRolloutRefWorker,
+    expert_row,
+)
+from datamind_ext.records import RLExtraInfo, RolloutExtraFields
 
-EXPERT_UID_PREFIX = "datamind_expert"
-ROLE_FIELDS = ("is_expert", "is_void")
 #: How long a submitted prompt's expert trajectory is remembered without reaching an update.
 EXPERT_MEMORY_STEPS = 4
 
 
-def expert_messages_from(extra_info: Any, key: str) -> list[dict[str, str]] | None:
+def expert_messages_from(extra_info: Any) -> list[dict[str, str]] | None:
     """The expert trajectory stored in a row's ``extra_info`` (a messages list or its JSON text)."""
-    if not isinstance(extra_info, dict):
-        return None
-    value = extra_info.get(key)
-    if isinstance(value, str):
-        value = json.loads(value)
-    if hasattr(value, "tolist"):  # numpy arrays from parquet
-        value = value.tolist()
-    if not value:
-        return None
-    return [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
+    return RLExtraInfo.read(extra_info).expert()
 
 
 def padded_expert_count(n_experts: int, dp_size: int, num_mini_batch: int) -> int:
@@ -105,7 +122,7 @@ def expert_sample(template: dict[str, Any], row: dict[str, torch.Tensor] | None,
     sample.update(
         prompts=prompts, responses=responses, response_mask=mask, loss_mask=mask, input_ids=input_ids,
         attention_mask=torch.ones_like(input_ids), position_ids=torch.arange(len(input_ids), dtype=torch.int64),
-        uid=uid, num_turns=0, is_expert=torch.tensor(1, dtype=torch.int64), is_void=torch.tensor(0, dtype=torch.int64),
+        uid=uid, num_turns=0, **{IS_EXPERT: torch.tensor(1, dtype=torch.int64), IS_VOID: torch.tensor(0, dtype=torch.int64)},
     )
     sample.pop("routed_experts", None)
     if "multi_modal_inputs" in sample:
@@ -113,191 +130,157 @@ def expert_sample(template: dict[str, Any], row: dict[str, torch.Tensor] | None,
     return sample
 
 
-def _void_flag(extra_fields: Any, key: str) -> int:
-    return int(bool(extra_fields.get(key, False))) if isinstance(extra_fields, dict) else 0
+class DapoDropTrackingReplayBuffer(ReplayBuffer):
+    """verl's sync replay buffer, also recording the uids its DAPO filter evicts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.datamind_dapo_dropped: set[str] = set()
+
+    @classmethod
+    def like(cls, buffer: ReplayBuffer) -> DapoDropTrackingReplayBuffer:
+        """A new buffer with every constructor setting verl chose for ``buffer`` (stored as attributes)."""
+        names = [n for n in inspect.signature(ReplayBuffer.__init__).parameters if n != "self"]
+        return cls(**{n: getattr(buffer, n) for n in names})
+
+    def _evict_terminal_groups(self, global_steps, partition_id, eviction_reasons):
+        if partition_id == "train":
+            self.datamind_dapo_dropped.update(str(u) for u in eviction_reasons[1])
+        return super()._evict_terminal_groups(global_steps, partition_id, eviction_reasons)
 
 
-def _make_trainer_cls() -> type:
-    import ray
+class DataMindTrainerSync(PPOTrainerSync):
+    """Sync PPO trainer whose actor update is ``γ(t)·L_SFT + (1−γ(t))·L_DAPO``."""
 
-    try:
-        import transfer_queue as tq
-    except ImportError:  # pragma: no cover - verl re-exports it
-        from verl.utils.transferqueue_utils import tq
-    from verl.trainer.ppo.utils import Role
-    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
-    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+    def __init__(self, config: Any) -> None:
+        # parsed once, before verl builds anything; the workers get this object (on_init_end)
+        self.datamind_loss: DataMindLossConfig = resolve_loss_config(config.actor_rollout_ref)
+        check_actor_settings(config.actor_rollout_ref, self.datamind_loss)
+        self._datamind_expert_by_uid: dict[str, tuple[int, list[dict[str, str]] | None]] = {}
+        self._datamind_actor_dp: int | None = None
+        super().__init__(config)
 
-    from datamind_ext.integrations.verl.worker import (
-        STEP_KEY,
-        actor_rollout_ref_worker_cls,
-        expert_row,
-        loss_config_from,
-    )
+    def _build_replay_buffer(self) -> ReplayBuffer:
+        self.trainer_mode = VERL_SYNC_MODE  # the registered name must not select verl's async paths
+        buffer = super()._build_replay_buffer()
+        return DapoDropTrackingReplayBuffer.like(buffer) if type(buffer) is ReplayBuffer else buffer
 
-    class DapoDropTrackingReplayBuffer(ReplayBuffer):
-        """verl's sync replay buffer, also recording the uids its DAPO filter evicts."""
+    def _init_resource_pool_mgr(self) -> None:
+        super()._init_resource_pool_mgr()
+        worker = ray.remote(DataMindActorRolloutRefWorker)
+        for role in (Role.ActorRollout, Role.ActorRolloutRef, Role.Actor):
+            if role in self.role_worker_mapping:
+                self.role_worker_mapping[role] = worker
 
-        datamind_dapo_dropped: set[str]
+    def on_init_end(self) -> None:
+        if self.datamind_loss.enable:
+            self.actor_rollout_wg.set_datamind_loss(self.datamind_loss)
+        super().on_init_end()
 
-        def _evict_terminal_groups(self, global_steps, partition_id, eviction_reasons):
-            if partition_id == "train":
-                self.datamind_dapo_dropped.update(str(u) for u in eviction_reasons[1])
-            return super()._evict_terminal_groups(global_steps, partition_id, eviction_reasons)
+    def _submit_batch_to_rollout(self, batch) -> int:
+        self.remember_experts(batch)
+        return super()._submit_batch_to_rollout(batch)
 
-    DapoDropTrackingReplayBuffer.__module__ = __name__
-    DapoDropTrackingReplayBuffer.__qualname__ = "DapoDropTrackingReplayBuffer"
+    def remember_experts(self, batch: TensorDict) -> None:
+        """Remember each submitted prompt's expert trajectory, for groups the DAPO filter drops."""
+        uids = tu.get(batch, "uid", default=None) or []
+        infos = tu.get(batch, "extra_info", default=None) or [None] * len(uids)
+        store = self._datamind_expert_by_uid
+        for uid, info in zip(uids, infos):
+            store[str(uid)] = (int(self.global_steps), expert_messages_from(info))
+        for uid in [u for u, (step, _) in store.items() if step < self.global_steps - EXPERT_MEMORY_STEPS]:
+            del store[uid]
 
-    class DataMindTrainerSync(PPOTrainerSync):
-        """Sync PPO trainer whose actor update is ``γ(t)·L_SFT + (1−γ(t))·L_DAPO``."""
+    def _update_actor(self, batch, metrics: dict):
+        return self.update_actor_with_experts(batch, metrics)
 
-        def _build_replay_buffer(self):
-            self.trainer_mode = "sync"  # the registered name must not select verl's async paths
-            buffer = super()._build_replay_buffer()
-            if type(buffer) is ReplayBuffer:
-                # same object, one extra observation: which groups the DAPO filter evicts
-                buffer.__class__ = DapoDropTrackingReplayBuffer
-                buffer.datamind_dapo_dropped = set()
-            return buffer
+    def update_actor_with_experts(self, batch, metrics: dict):
+        """verl's actor update on the rollouts plus one expert row per prompt; returns ``batch``."""
+        batch.extra_info[STEP_KEY] = int(self.global_steps)
+        if not self.datamind_loss.enable:
+            return super()._update_actor(batch, metrics)
+        combined, extra_keys = self._with_expert_rows(batch, metrics)
+        try:
+            super()._update_actor(combined, metrics)
+        finally:
+            if extra_keys:
+                tq.kv_clear(keys=extra_keys, partition_id=batch.partition_id)
+        return batch
 
-        def _submit_batch_to_rollout(self, batch) -> int:
-            """Remember each submitted prompt's expert trajectory, for groups the DAPO filter drops."""
-            from verl.utils import tensordict_utils as tu
+    def _dapo_dropped(self) -> set[str]:
+        dropped = getattr(self.replay_buffer, "datamind_dapo_dropped", None)
+        if dropped is None:
+            return set()
+        out = set(dropped)
+        dropped.clear()
+        return out
 
-            key = self.datamind_loss_config.expert_messages_key
-            uids = tu.get(batch, "uid", default=None) or []
-            infos = tu.get(batch, "extra_info", default=None) or [None] * len(uids)
-            store = self.__dict__.setdefault("_datamind_expert_by_uid", {})
-            for uid, info in zip(uids, infos):
-                store[str(uid)] = (int(self.global_steps), expert_messages_from(info, key))
-            for uid in [u for u, (step, _) in store.items() if step < self.global_steps - EXPERT_MEMORY_STEPS]:
-                del store[uid]
-            return super()._submit_batch_to_rollout(batch)
+    def _with_expert_rows(self, batch, metrics: dict):
+        pid = batch.partition_id
+        real = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
+        info = tq.kv_batch_get(keys=batch.keys, partition_id=pid, select_fields=["uid", "extra_info", "extra_fields"])
+        uids = [str(u) for u in tu.get(info, "uid")]
+        extra_infos = tu.get(info, "extra_info", default=None) or [None] * len(uids)
+        extra_fields = tu.get(info, "extra_fields", default=None) or [None] * len(uids)
+        # role flags for the rollouts: never expert; void from the agent loop's extra_fields
+        flags = {
+            IS_EXPERT: torch.zeros(len(batch), dtype=torch.int64),
+            IS_VOID: torch.tensor([int(RolloutExtraFields.is_void(extra_fields[i])) for i in range(len(batch))],
+                                  dtype=torch.int64),
+        }
+        tq.kv_batch_put(keys=batch.keys, partition_id=pid, fields=TensorDict(flags, batch_size=len(batch)))
+        # share of this step's (non-padding) rollouts the agent loop flagged void: the recipes'
+        # summary reports it per step (verl logs no agent-loop extra field itself)
+        metrics["datamind/void_rate"] = float(flags[IS_VOID][real].float().mean()) if real else 0.0
 
-        def _init_resource_pool_mgr(self) -> None:
-            super()._init_resource_pool_mgr()
-            worker = ray.remote(actor_rollout_ref_worker_cls())
-            for role in (Role.ActorRollout, Role.ActorRolloutRef, Role.Actor):
-                if role in self.role_worker_mapping:
-                    self.role_worker_mapping[role] = worker
+        # one expert row per prompt of the update batch, plus one per prompt whose group the
+        # DAPO filter dropped since the last update (the paper gives those SFT only)
+        store = self._datamind_expert_by_uid
+        prompts: dict[str, list[dict[str, str]] | None] = {}
+        for i in real:
+            if uids[i] not in prompts:
+                remembered = store.pop(uids[i], (0, None))[1]
+                prompts[uids[i]] = remembered or expert_messages_from(extra_infos[i])
+        dropped = sorted(self._dapo_dropped() - set(prompts))
+        for uid in dropped:
+            prompts[uid] = store.pop(uid, (0, None))[1]
+        rows = [expert_row(self.tokenizer, m) for m in prompts.values() if m is not None]
+        metrics["datamind/expert_rows"] = len(rows)
+        metrics["datamind/expert_rows_from_dropped_groups"] = sum(prompts[u] is not None for u in dropped)
+        metrics["datamind/prompts_without_expert"] = len(prompts) - len(rows)
+        if not rows:
+            return batch, []
 
-        @property
-        def datamind_loss_config(self) -> DataMindLossConfig:
-            if not hasattr(self, "_datamind_cfg"):
-                self._datamind_cfg = loss_config_from(self.config.actor_rollout_ref)
-            return self._datamind_cfg
+        dp = self._actor_dp_size()
+        mini = self.config.actor_rollout_ref.actor.ppo_mini_batch_size * self.config.actor_rollout_ref.rollout.n
+        num_mb = max(1, len(batch) // mini)
+        total = padded_expert_count(len(rows), dp, num_mb)
+        template = tq.kv_batch_get(keys=[batch.keys[real[0]]], partition_id=pid)[0]
+        template = {k: template[k] for k in template.keys()}  # noqa: SIM118 - a TensorDict iterates over its batch dim
+        template.update({IS_EXPERT: torch.tensor(0), IS_VOID: torch.tensor(0)})
+        samples = [expert_sample(template, rows[j] if j < len(rows) else None, f"{EXPERT_UID_PREFIX}_{self.global_steps}_{j}")
+                   for j in range(total)]
+        keys = [s["uid"] for s in samples]
+        tags = [{"status": "success", "is_expert": True,
+                 "prompt_len": len(s["prompts"]), "response_len": len(s["responses"]),
+                 "seq_len": len(s["input_ids"]), "global_steps": self.global_steps} for s in samples]
+        tq.kv_batch_put(keys=keys, partition_id=pid, fields=list_of_dict_to_tensordict(samples), tags=tags)
+        order = interleave(list(range(len(batch))), list(range(len(batch), len(batch) + total)), dp, num_mb)
+        all_keys, all_tags = batch.keys + keys, batch.tags + tags
+        combined = type(batch)(
+            keys=[all_keys[i] for i in order], tags=[all_tags[i] for i in order], partition_id=pid,
+            # verl's dispatch fetches only the listed fields: add the role flags written above
+            fields=None if batch.fields is None else [*batch.fields, *(f for f in ROLE_FIELDS if f not in batch.fields)],
+            extra_info=dict(batch.extra_info),
+        )
+        combined.extra_info[NUM_MINI_BATCH_KEY] = num_mb
+        return combined, keys
 
-        def _update_actor(self, batch, metrics: dict):
-            batch.extra_info[STEP_KEY] = int(self.global_steps)
-            cfg = self.datamind_loss_config
-            if not cfg.enable:
-                return super()._update_actor(batch, metrics)
-            combined, extra_keys = self._with_expert_rows(batch, cfg, metrics)
-            try:
-                super()._update_actor(combined, metrics)
-            finally:
-                if extra_keys:
-                    tq.kv_clear(keys=extra_keys, partition_id=batch.partition_id)
-            return batch
-
-        def _with_expert_rows(self, batch, cfg: DataMindLossConfig, metrics: dict):
-            from verl.utils import tensordict_utils as tu
-
-            pid = batch.partition_id
-            real = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
-            info = tq.kv_batch_get(keys=batch.keys, partition_id=pid, select_fields=["uid", "extra_info", "extra_fields"])
-            uids = [str(u) for u in tu.get(info, "uid")]
-            extra_infos = tu.get(info, "extra_info", default=None) or [None] * len(uids)
-            extra_fields = tu.get(info, "extra_fields", default=None) or [None] * len(uids)
-            # role flags for the rollouts: never expert; void from the agent loop's extra_fields
-            flags = {
-                "is_expert": torch.zeros(len(batch), dtype=torch.int64),
-                "is_void": torch.tensor([_void_flag(extra_fields[i], cfg.void_key) for i in range(len(batch))], dtype=torch.int64),
-            }
-            from tensordict import TensorDict
-
-            tq.kv_batch_put(keys=batch.keys, partition_id=pid, fields=TensorDict(flags, batch_size=len(batch)))
-            # share of this step's (non-padding) rollouts the agent loop flagged void: the recipes'
-            # summary reports it per step (verl logs no agent-loop extra field itself)
-            metrics["datamind/void_rate"] = float(flags["is_void"][real].float().mean()) if real else 0.0
-
-            # one expert row per prompt of the update batch, plus one per prompt whose group the
-            # DAPO filter dropped since the last update (the paper gives those SFT only)
-            store = self.__dict__.setdefault("_datamind_expert_by_uid", {})
-            prompts: dict[str, list[dict[str, str]] | None] = {}
-            for i in real:
-                if uids[i] not in prompts:
-                    remembered = store.pop(uids[i], (0, None))[1]
-                    prompts[uids[i]] = remembered or expert_messages_from(extra_infos[i], cfg.expert_messages_key)
-            dropped = sorted(getattr(self.replay_buffer, "datamind_dapo_dropped", set()) - set(prompts))
-            if hasattr(self.replay_buffer, "datamind_dapo_dropped"):
-                self.replay_buffer.datamind_dapo_dropped.clear()
-            for uid in dropped:
-                prompts[uid] = store.pop(uid, (0, None))[1]
-            rows = [expert_row(self.tokenizer, m) for m in prompts.values() if m is not None]
-            metrics["datamind/expert_rows"] = len(rows)
-            metrics["datamind/expert_rows_from_dropped_groups"] = sum(prompts[u] is not None for u in dropped)
-            metrics["datamind/prompts_without_expert"] = len(prompts) - len(rows)
-            if not rows:
-                return batch, []
-
-            dp = self._actor_dp_size()
-            mini = self.config.actor_rollout_ref.actor.ppo_mini_batch_size * self.config.actor_rollout_ref.rollout.n
-            num_mb = max(1, len(batch) // mini)
-            total = padded_expert_count(len(rows), dp, num_mb)
-            template = tq.kv_batch_get(keys=[batch.keys[real[0]]], partition_id=pid)[0]
-            template = {k: template[k] for k in template.keys()}  # noqa: SIM118 - a TensorDict iterates over its batch dim
-            template.update(is_expert=torch.tensor(0), is_void=torch.tensor(0))
-            samples = [expert_sample(template, rows[j] if j < len(rows) else None, f"{EXPERT_UID_PREFIX}_{self.global_steps}_{j}")
-                       for j in range(total)]
-            keys = [s["uid"] for s in samples]
-            tags = [{"status": "success", "is_expert": True,
-                     "prompt_len": len(s["prompts"]), "response_len": len(s["responses"]),
-                     "seq_len": len(s["input_ids"]), "global_steps": self.global_steps} for s in samples]
-            tq.kv_batch_put(keys=keys, partition_id=pid, fields=list_of_dict_to_tensordict(samples), tags=tags)
-            order = interleave(list(range(len(batch))), list(range(len(batch), len(batch) + total)), dp, num_mb)
-            all_keys, all_tags = batch.keys + keys, batch.tags + tags
-            combined = type(batch)(
-                keys=[all_keys[i] for i in order], tags=[all_tags[i] for i in order], partition_id=pid,
-                # verl's dispatch fetches only the listed fields: add the role flags written above
-                fields=None if batch.fields is None else [*batch.fields, *(f for f in ROLE_FIELDS if f not in batch.fields)],
-                extra_info=dict(batch.extra_info),
-            )
-            combined.extra_info[NUM_MINI_BATCH_KEY] = num_mb
-            return combined, keys
-
-        def _actor_dp_size(self) -> int:
-            wg = self.actor_rollout_wg
-            if "actor" not in wg._dispatch_info:
-                wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
-            return max(wg._dispatch_info["actor"]) + 1
-
-    DataMindTrainerSync.__module__, DataMindTrainerSync.__qualname__ = __name__, "DataMindTrainerSync"
-    return DataMindTrainerSync
+    def _actor_dp_size(self) -> int:
+        if self._datamind_actor_dp is None:
+            # no public accessor: verl's own _balance_batch / sft_trainer_ray ask the worker group this way
+            self._datamind_actor_dp = max(self.actor_rollout_wg._query_dispatch_info("actor")) + 1
+        return self._datamind_actor_dp
 
 
-_TRAINER: type | None = None
-
-
-def trainer_cls() -> type:
-    global _TRAINER
-    if _TRAINER is None:
-        _TRAINER = _make_trainer_cls()
-    return _TRAINER
-
-
-def register_trainer_mode() -> None:
-    """Register :class:`DataMindTrainerSync` in verl's trainer registry (idempotent)."""
-    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
-
-    if TRAINER_REGISTRY.get(TRAINER_MODE) is trainer_cls():
-        return
-    register_trainer(TRAINER_MODE)(trainer_cls())
-
-
-def __getattr__(name: str) -> Any:
-    """Module attribute for the lazily built class, so pickles refer to it by name."""
-    if name == "DataMindTrainerSync":
-        return trainer_cls()
-    raise AttributeError(name)
+registration.loaded(__name__)

@@ -8,7 +8,9 @@
 - :func:`rows_to_tensordict` builds verl's V1 no-padding TensorDict for a list of rows.
 - :class:`DataMindTrainingWorker` computes, once per step and per mini-batch, γ and the global
   token counts the loss normalises with (see ``loss.py`` for why this needs a worker).
-- :class:`DataMindActorRolloutRefWorker` uses that worker for the actor and installs the loss.
+- :class:`DataMindActorRolloutRefWorker` uses that worker for the actor; the trainer installs the
+  loss with :meth:`~DataMindActorRolloutRefWorker.set_datamind_loss`, passing the config it parsed
+  once (the workers never parse the raw block).
 """
 
 from __future__ import annotations
@@ -18,20 +20,29 @@ from functools import partial
 from typing import Any
 
 import torch
+from verl.single_controller.base.decorator import (
+    Dispatch,
+    make_nd_compute_dataproto_dispatch_fn,
+    register,
+)
+from verl.utils import tensordict_utils as tu
+from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 
-from datamind_ext.integrations.verl.loss import (
+from datamind_ext.integrations.verl.contract import (
     GAMMA_KEY,
+    IS_EXPERT,
+    IS_VOID,
+    NUM_MINI_BATCH_KEY,
     RL_TOKENS_KEY,
     SCHEDULE_METRICS_KEY,
     SFT_TOKENS_KEY,
+    STEP_KEY,
+    TRAINER_MODE,
     DataMindLossConfig,
-    datamind_actor_loss,
 )
+from datamind_ext.integrations.verl.loss import datamind_actor_loss
 from datamind_ext.losses import BatchStats, build_schedule
 from datamind_ext.protocol import render_messages
-
-STEP_KEY = "datamind_step"
-NUM_MINI_BATCH_KEY = "datamind_num_mini_batch"
 
 
 def expert_row(tokenizer: Any, messages: Sequence[Any]) -> dict[str, torch.Tensor]:
@@ -82,11 +93,11 @@ def rows_to_tensordict(rows: list[dict[str, Any]]) -> Any:
             fields[k].append(torch.as_tensor(r.get(k, torch.zeros(resp_len)), dtype=torch.float32))
         for k in extra:
             fields[k].append(torch.as_tensor(r[k], dtype=torch.float32))
-        is_expert.append(int(r.get("is_expert", 0)))
-        is_void.append(int(r.get("is_void", 0)))
+        is_expert.append(int(r.get(IS_EXPERT, 0)))
+        is_void.append(int(r.get(IS_VOID, 0)))
     td = {k: _nested(v) for k, v in fields.items()}
-    td["is_expert"] = torch.tensor(is_expert, dtype=torch.int64)
-    td["is_void"] = torch.tensor(is_void, dtype=torch.int64)
+    td[IS_EXPERT] = torch.tensor(is_expert, dtype=torch.int64)
+    td[IS_VOID] = torch.tensor(is_void, dtype=torch.int64)
     return TensorDict(td, batch_size=[len(rows)])
 
 
@@ -108,14 +119,14 @@ def local_stat_sums(data: Any, success_threshold: float) -> list[float]:
     rollouts count as rollouts (they failed) but not in the entropy, which covers RL tokens only.
     """
     n = data.shape[0]
-    rollout = 1.0 - _flags(data, "is_expert", n)
+    rollout = 1.0 - _flags(data, IS_EXPERT, n)
     sums = [0.0, 0.0, 0.0, 0.0]
     if "rm_scores" in data:
         scores = _row_sums(data["rm_scores"]).float().cpu()
         sums[0] = float(((scores > success_threshold).float() * rollout).sum())
         sums[1] = float(rollout.sum())
     if "entropy" in data:
-        valid = rollout * (1.0 - _flags(data, "is_void", n))
+        valid = rollout * (1.0 - _flags(data, IS_VOID, n))
         ent = data["entropy"].unbind() if data["entropy"].is_nested else list(data["entropy"])
         masks = data["response_mask"].unbind() if data["response_mask"].is_nested else list(data["response_mask"])
         per_row = torch.tensor([float((e.float() * m.float()).sum()) for e, m in zip(ent, masks)])
@@ -132,8 +143,6 @@ def _all_reduce_sum(values: list[float], group: Any) -> list[float]:
 
 
 def _step_of(data: Any) -> int:
-    from verl.utils import tensordict_utils as tu
-
     step = tu.get_non_tensor_data(data=data, key=STEP_KEY, default=None)
     if step is None and "global_steps" in data:
         steps = tu.get(data, "global_steps")
@@ -144,136 +153,72 @@ def _step_of(data: Any) -> int:
     return int(step)
 
 
-def _make_training_worker_cls() -> type:
-    """Built lazily so importing this module does not import verl's worker stack."""
-    from verl.single_controller.base.decorator import (
-        make_nd_compute_dataproto_dispatch_fn,
-        register,
-    )
-    from verl.utils import tensordict_utils as tu
-    from verl.workers.engine_workers import TrainingWorker
+class DataMindTrainingWorker(TrainingWorker):
+    """TrainingWorker that writes γ and the RL/SFT global token counts into each mini-batch.
 
-    class DataMindTrainingWorker(TrainingWorker):
-        """TrainingWorker that writes γ and the RL/SFT global token counts into each mini-batch."""
+    Until :func:`install_loss` gives it a config, it is verl's TrainingWorker unchanged.
+    """
 
-        loss_config: DataMindLossConfig = DataMindLossConfig()
+    loss_config: DataMindLossConfig | None = None
 
-        def set_loss_config(self, cfg: DataMindLossConfig) -> None:
-            self.loss_config = cfg
-            self._schedule = build_schedule(cfg.schedule)
+    def set_loss_config(self, cfg: DataMindLossConfig) -> None:
+        self.loss_config = cfg
+        self._schedule = build_schedule(cfg.schedule)
 
-        def _batch_stats(self, data: Any) -> BatchStats:
-            """Success rate and RL-token entropy over the whole step (all ranks): adaptive γ input."""
-            sums = local_stat_sums(data, self.loss_config.success_threshold)
-            succ, rows, ent_sum, toks = _all_reduce_sum(sums, self.engine.get_data_parallel_group())
-            return BatchStats(
-                success_rate=succ / rows if rows > 0 else None,
-                entropy=ent_sum / toks if toks > 0 else None,
-            )
+    def _batch_stats(self, data: Any, cfg: DataMindLossConfig) -> BatchStats:
+        """Success rate and RL-token entropy over the whole step (all ranks): adaptive γ input."""
+        sums = local_stat_sums(data, cfg.success_threshold)
+        succ, rows, ent_sum, toks = _all_reduce_sum(sums, self.engine.get_data_parallel_group())
+        return BatchStats(
+            success_rate=succ / rows if rows > 0 else None,
+            entropy=ent_sum / toks if toks > 0 else None,
+        )
 
-        @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="train"), blocking=False)
-        def train_mini_batch(self, data: Any) -> Any:
-            if not hasattr(self, "_schedule"):
-                self.set_loss_config(self.loss_config)
-            num_mb = tu.pop(data, key=NUM_MINI_BATCH_KEY, default=None)
-            if num_mb is not None:
-                # expert rows were added by DataMindTrainerSync: keep the configured number of
-                # optimizer steps by splitting into mini-batches by count, not by size
-                tu.pop(data, key="mini_batch_size", default=None)
-                tu.assign_non_tensor(data, num_mini_batch=int(num_mb))
-            if "is_expert" not in data:
-                # without row roles, expert rows would silently count as rollouts in the RL term
-                raise RuntimeError("the update batch has no is_expert field; run the trainer with "
-                                   "trainer.v1.trainer_mode=datamind_sync")
-            step = _step_of(data)
-            gamma, schedule_metrics = self._schedule(step, self._batch_stats(data))
-            tu.assign_non_tensor(data, **{GAMMA_KEY: float(gamma), SCHEDULE_METRICS_KEY: dict(schedule_metrics)})
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="train"), blocking=False)
+    def train_mini_batch(self, data: Any) -> Any:
+        cfg = self.loss_config
+        if cfg is None:
             return super().train_mini_batch(data)
+        num_mb = tu.pop(data, key=NUM_MINI_BATCH_KEY, default=None)
+        if num_mb is not None:
+            # expert rows were added by DataMindTrainerSync: keep the configured number of
+            # optimizer steps by splitting into mini-batches by count, not by size
+            tu.pop(data, key="mini_batch_size", default=None)
+            tu.assign_non_tensor(data, num_mini_batch=int(num_mb))
+        if IS_EXPERT not in data:
+            # without row roles, expert rows would silently count as rollouts in the RL term
+            raise RuntimeError(f"the update batch has no {IS_EXPERT} field; run the trainer with "
+                               f"trainer.v1.trainer_mode={TRAINER_MODE}")
+        step = _step_of(data)
+        gamma, schedule_metrics = self._schedule(step, self._batch_stats(data, cfg))
+        tu.assign_non_tensor(data, **{GAMMA_KEY: float(gamma), SCHEDULE_METRICS_KEY: dict(schedule_metrics)})
+        return super().train_mini_batch(data)
 
-        @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="train"), blocking=False)
-        def train_batch(self, data: Any) -> Any:
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="train"), blocking=False)
+    def train_batch(self, data: Any) -> Any:
+        if self.loss_config is not None:
             n = data.shape[0]
             tokens = _row_sums(data["response_mask"]).float().cpu()
-            expert, void = _flags(data, "is_expert", n), _flags(data, "is_void", n)
+            expert, void = _flags(data, IS_EXPERT, n), _flags(data, IS_VOID, n)
             local = [float((tokens * (1 - expert) * (1 - void)).sum()), float((tokens * expert).sum())]
             rl_tokens, sft_tokens = _all_reduce_sum(local, self.engine.get_data_parallel_group())
             tu.assign_non_tensor(data, **{RL_TOKENS_KEY: rl_tokens, SFT_TOKENS_KEY: sft_tokens})
-            return super().train_batch(data)
-
-    DataMindTrainingWorker.__module__, DataMindTrainingWorker.__qualname__ = __name__, "DataMindTrainingWorker"
-    return DataMindTrainingWorker
+        return super().train_batch(data)
 
 
-_TRAINING_WORKER: type | None = None
-
-
-def training_worker_cls() -> type:
-    """The :class:`DataMindTrainingWorker` class (a verl ``TrainingWorker`` subclass)."""
-    global _TRAINING_WORKER
-    if _TRAINING_WORKER is None:
-        _TRAINING_WORKER = _make_training_worker_cls()
-    return _TRAINING_WORKER
-
-
-def loss_config_from(actor_rollout_ref_config: Any) -> DataMindLossConfig:
-    """Our ``actor_rollout_ref.datamind_loss`` block, validated (unknown keys are errors)."""
-    from omegaconf import OmegaConf
-
-    from datamind_ext.config import parse_config
-
-    raw = actor_rollout_ref_config.get("datamind_loss", None)
-    data = OmegaConf.to_container(raw, resolve=True) if raw is not None else {}
-    return parse_config(DataMindLossConfig, data, "actor_rollout_ref.datamind_loss")
-
-
-def install_loss(training_worker: Any, cfg: DataMindLossConfig) -> None:
+def install_loss(training_worker: DataMindTrainingWorker, cfg: DataMindLossConfig) -> None:
     """Point a DataMindTrainingWorker at the combined loss with ``cfg``."""
     training_worker.set_loss_config(cfg)
     training_worker.set_loss_fn(partial(datamind_actor_loss, cfg))
 
 
-def _make_actor_rollout_ref_worker_cls() -> type:
-    from verl.single_controller.base.decorator import Dispatch, register
-    from verl.workers.engine_workers import ActorRolloutRefWorker
+class DataMindActorRolloutRefWorker(ActorRolloutRefWorker):
+    """verl's hybrid worker whose actor is a :class:`DataMindTrainingWorker`."""
 
-    class DataMindActorRolloutRefWorker(ActorRolloutRefWorker):
-        """verl's hybrid worker with the DataMind actor (its loss and its γ/token bookkeeping)."""
+    actor_worker_cls = DataMindTrainingWorker
 
-        actor_worker_cls = training_worker_cls()
-
-        @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-        def init_model(self) -> None:
-            super().init_model()
-            if self.actor is not None:
-                cfg = loss_config_from(self.config)
-                if cfg.enable:
-                    actor = self.config.actor
-                    if actor.get("use_kl_loss", False) or float(actor.get("entropy_coeff", 0.0)) != 0.0:
-                        raise ValueError(
-                            "the DataMind loss has no KL or entropy bonus (the paper uses neither): set "
-                            "actor_rollout_ref.actor.use_kl_loss=false and entropy_coeff=0"
-                        )
-                    install_loss(self.actor, cfg)
-
-    DataMindActorRolloutRefWorker.__module__ = __name__
-    DataMindActorRolloutRefWorker.__qualname__ = "DataMindActorRolloutRefWorker"
-    return DataMindActorRolloutRefWorker
-
-
-_ACTOR_WORKER: type | None = None
-
-
-def actor_rollout_ref_worker_cls() -> type:
-    global _ACTOR_WORKER
-    if _ACTOR_WORKER is None:
-        _ACTOR_WORKER = _make_actor_rollout_ref_worker_cls()
-    return _ACTOR_WORKER
-
-
-def __getattr__(name: str) -> Any:
-    """Module attributes for the lazily built classes, so pickles refer to them by name."""
-    if name == "DataMindTrainingWorker":
-        return training_worker_cls()
-    if name == "DataMindActorRolloutRefWorker":
-        return actor_rollout_ref_worker_cls()
-    raise AttributeError(name)
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def set_datamind_loss(self, cfg: DataMindLossConfig) -> None:
+        """Install the combined loss with the config the trainer parsed (called once, after init_model)."""
+        if self.actor is not None:
+            install_loss(self.actor, cfg)
