@@ -46,10 +46,10 @@ def mixed_samples(n: int, seed: int = 0) -> list[tuple[str, str, object, dict]]:
         elif k == 2:
             gold = f"@mean[{v}] @kind[normal] @n[{i % 97}]"
             pred = f"@mean[{v}] @kind[{rng.choice(['normal', 'not normal'])}] @n[{i % 97}]"
-            out.append(("dabench", CODE + f"<answer>{pred}</answer>", gold, {}))
+            out.append(("dabench", CODE + f"<answer>{pred}</answer>", gold, {"task_kind": "dabench"}))
         elif k == 3:
             opts = ["increase", "decrease", "no change", "cannot tell"]
-            out.append(("mcq", CODE + f"<answer>{rng.choice('ABCD')}</answer>", rng.choice(opts), {"choices": opts}))
+            out.append(("mcq", CODE + f"<answer>{rng.choice('ABCD')}</answer>", rng.choice(opts), {"task_kind": "choice", "choices": opts}))
         elif k == 4:
             items = [f"item{j}" for j in range(rng.randint(2, 8))]
             shuffled = rng.sample(items, len(items))
@@ -60,7 +60,7 @@ def mixed_samples(n: int, seed: int = 0) -> list[tuple[str, str, object, dict]]:
             long = f"The value is {v}. " + "Because " * rng.randint(10, 300)
             out.append(("file_qa", CODE + f"<answer>{long}</answer>", str(v), {}))
         else:
-            out.append(("file_qa", CODE + "<code>unclosed" + f"<answer>${v:,}</answer>", str(v), {"void": True}))
+            out.append(("file_qa", CODE + "<code>unclosed" + f"<answer>${v:,}</answer>", str(v), {"dm_void": 1}))
     return out
 
 

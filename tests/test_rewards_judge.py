@@ -121,8 +121,9 @@ async def test_unparsed_reply_applies_policy_and_is_not_cached(tmp_path: Path) -
 async def test_judged_reward_uses_verdict() -> None:
     with OpenAITestServer(lambda req: CORRECT if "<candidate>\nIt is Paris" in req.last_user_text else WRONG) as srv:
         cfg = ScoringConfig(judge=_cfg(srv))
-        ok = await score_sample_async("open_judge", RESP.format("It is Paris."), "Paris", {}, config=cfg)
-        bad = await score_sample_async("open_judge", RESP.format("Rome."), "Paris", {}, config=cfg)
+        judged = {"task_kind": "judged"}
+        ok = await score_sample_async("open_judge", RESP.format("It is Paris."), "Paris", judged, config=cfg)
+        bad = await score_sample_async("open_judge", RESP.format("Rome."), "Paris", judged, config=cfg)
         assert (ok.values["score"], ok.values["judged"]) == (1.0, 1.0)
         assert bad.values["score"] == 0.0 and bad.values["judged"] == 1.0
 

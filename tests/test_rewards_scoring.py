@@ -1,4 +1,4 @@
-"""Format scorer, length penalty, composite reward, routing, SQL scoring in session dirs, void flag."""
+"""Format scorer, length penalty, composite reward, scorer registry, SQL scoring in session dirs, void flag."""
 
 from __future__ import annotations
 
@@ -14,10 +14,16 @@ from datamind_ext.rewards import (
     RewardConfig,
     ScoringConfig,
     length_factor,
+    SCORERS,
+    Decision,
+    MatchResult,
+    Sample,
     resolve_kind,
     score_format,
     score_sample,
+    score_sample_async,
 )
+from datamind_ext.records import RLExtraInfo
 
 CODE = "<think>plan</think>\n<code>\n```python\nprint(df.head(3))\n```\n</code>\n<interpreter>rows</interpreter>\n"
 
@@ -95,25 +101,56 @@ def test_per_sample_options_from_extra_info() -> None:
     assert score_sample("file_qa", resp("1", code=False), "1", {"require_code": False}).values["format_ok"] == 1.0
 
 
-# -- routing --------------------------------------------------------------------------------------
-def test_routing_by_data_source_and_extra_info() -> None:
-    cfg = RewardConfig(routes={"tablebench": "judged"})
-    assert resolve_kind("darl/sql", {}, cfg) == "sql"
-    assert resolve_kind("BIRD_DEV", {}, cfg) == "sql"
-    assert resolve_kind("dabench", {}, cfg) == "dabench"
-    assert resolve_kind("TableBench", {}, cfg) == "judged"
-    assert resolve_kind("mcq", {"choices": ["a", "b"]}, cfg) == "choice"
-    assert resolve_kind("anything", {"task_kind": "sql"}, cfg) == "sql"
-    assert resolve_kind("csv_qa", {}, cfg) == "file_qa"
+# -- routing: the scorer registry, keyed by the row's task_kind -------------------------------------
+def test_kind_is_the_rows_task_kind_then_an_exact_data_source_then_the_default() -> None:
+    cfg = RewardConfig(kind_by_data_source={"tablebench": "judged"})
+    assert resolve_kind("anything", RLExtraInfo(task_kind="sql"), cfg) == "sql"
+    assert resolve_kind("tablebench", RLExtraInfo(), cfg) == "judged"
+    # no substring routing: names that merely contain "sql" or "open" are the default kind
+    for ds in ("darl/sql", "BIRD_DEV", "open_qa", "TableBench"):
+        assert resolve_kind(ds, RLExtraInfo(), cfg) == "file_qa"
+
+
+def test_users_add_a_scorer_by_name(tmp_path: Path, monkeypatch) -> None:
+    def always_right(sample: Sample, ctx) -> Decision:
+        return Decision(MatchResult(True, f"custom:{sample.answer}"))
+
+    SCORERS.register("test_always_right")(always_right)
+    r = score_sample("x", resp("anything"), "gold", {"task_kind": "test_always_right"})
+    assert r.values["acc"] == 1.0 and r.reason.endswith("custom:anything") and r.kind == "test_always_right"
+    # by import path in the reward config, as a verl reward function is named
+    (tmp_path / "my_scorers.py").write_text(
+        "from datamind_ext.rewards import Decision, MatchResult\n"
+        "async def length_two(sample, ctx):\n"
+        "    return Decision(MatchResult(len(sample.answer) == 2, 'length_two'))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = parse_config(ScoringConfig, {"scorers": {"test_length_two": "my_scorers.length_two"},
+                                       "require_code_kinds": []}, "reward_kwargs")
+    assert score_sample("x", resp("ab", code=False), "", {"task_kind": "test_length_two"}, config=cfg).values["score"] == 1.0
+    with pytest.raises(UserError, match="no_such_kind"):
+        score_sample("x", resp("1"), "1", {"task_kind": "no_such_kind"})
+    with pytest.raises(UserError, match="no scorer for task kind"):
+        parse_config(ScoringConfig, {"reward": {"default_kind": "nope"}}, "reward_kwargs")
+    with pytest.raises(UserError, match="cannot import"):
+        parse_config(ScoringConfig, {"scorers": {"k": "no_such_module_xyz.fn"}}, "reward_kwargs")
 
 
 def test_dabench_and_choice_kinds() -> None:
     gold = "@mean[2.6] @kind[normal]"
-    assert score_sample("dabench", resp("@mean[2.61] @kind[Normal]"), gold, {}).values["acc"] == 1.0
-    assert score_sample("dabench", resp("@mean[2.61]"), gold, {}).values["acc"] == 0.0
-    extra = {"choices": ["increase", "decrease", "no change"]}
+    dab = {"task_kind": "dabench"}
+    ok = score_sample("dabench", resp("@mean[2.61] @kind[Normal]"), gold, dab)
+    assert ok.values["acc"] == 1.0 and ok.reason.endswith("dabench:2/2")  # routed once, to the dabench scorer
+    assert score_sample("dabench", resp("@mean[2.61]"), gold, dab).values["acc"] == 0.0
+    extra = {"task_kind": "choice", "choices": ["increase", "decrease", "no change"]}
     assert score_sample("mcq", resp("B"), "decrease", extra).values["acc"] == 1.0
     assert score_sample("mcq", resp("no change"), "B", extra).values["acc"] == 0.0
+
+
+async def test_one_async_core_and_its_sync_wrapper_agree() -> None:
+    args = ("file_qa", resp("29.14"), "29.14", {})
+    core = await score_sample_async(*args)
+    wrapped = score_sample(*args)  # called from inside a running loop: runs on a private thread
+    assert core.values == wrapped.values and core.reason == wrapped.reason
 
 
 def test_nested_ground_truth_as_in_datamind_parquet() -> None:
@@ -143,32 +180,33 @@ def test_sql_scoring_reads_each_trajectory_session(tmp_path: Path) -> None:
     answer = "The result is saved in the CSV file named 'result.csv'."
     sql_resp = "<code>\n```python\nexecute_sql(sql='select 1', output_path='result.csv')\n```\n</code>\n" \
                "<interpreter>ok</interpreter>\n" + f"<answer>{answer}</answer>"
-    ra = score_sample("bird", sql_resp, "", {"session_dir": str(good), "gold_csv": str(gold)})
-    rb = score_sample("bird", sql_resp, "", {"session_dir": str(bad), "gold_csv": str(gold)})
+    sql = {"task_kind": "sql", "gold_csv": str(gold)}
+    ra = score_sample("bird", sql_resp, "", {**sql, "session_dir": str(good)})
+    rb = score_sample("bird", sql_resp, "", {**sql, "session_dir": str(bad)})
     assert (ra.values["score"], rb.values["score"]) == (1.0, 0.0)
     assert rb.reason.endswith("gold_column_1_unmatched")
     escape = sql_resp.replace("'result.csv'", "'../traj-a/result.csv'")
-    re_ = score_sample("bird", escape, "", {"session_dir": str(bad), "gold_csv": str(gold)})
+    re_ = score_sample("bird", escape, "", {**sql, "session_dir": str(bad)})
     assert re_.values["acc"] == 0.0 and "outside_session" in re_.reason
-    missing = score_sample("bird", sql_resp, "", {"gold_csv": str(gold)})
+    missing = score_sample("bird", sql_resp, "", sql)
     assert "sql_no_session_dir" in missing.reason
-    no_code = score_sample("bird", f"<answer>{answer}</answer>", "", {"session_dir": str(good), "gold_csv": str(gold)})
+    no_code = score_sample("bird", f"<answer>{answer}</answer>", "", {**sql, "session_dir": str(good)})
     assert no_code.values["format_ok"] == 1.0  # SQL tasks do not require a code block
 
 
 # -- void flag --------------------------------------------------------------------------------------
 def test_void_flag_is_exposed_and_scored_as_the_rollout_says() -> None:
-    plain = score_sample("file_qa", CODE, "1", {"void": True})
+    # dm_void: our agent loop's extra_fields key, merged into extra_info by verl's reward loop
+    plain = score_sample("file_qa", CODE, "1", {"dm_void": 1})
     assert plain.values["void"] == 1.0 and plain.values["mask_out"] == 1.0
     assert plain.values["score"] == -0.1  # no answer: paper keeps the reward, masks the tokens
-    told = score_sample("file_qa", CODE, "1", {"is_valid_trajectory": 0, "void_score": -1.0})
+    told = score_sample("file_qa", CODE, "1", {"dm_void": True, "void_score": -1.0})
     assert told.values["void"] == 1.0 and told.values["score"] == -1.0
     cfg = ScoringConfig(reward=RewardConfig(void_score=0.0))
-    assert score_sample("file_qa", CODE, "1", {"void": 1}, config=cfg).values["score"] == 0.0
-    assert score_sample("file_qa", resp("1"), "1", {"is_valid_trajectory": 1}).values["void"] == 0.0
-    # our agent loop's extra_fields key, merged into extra_info by verl's reward loop
-    assert score_sample("file_qa", CODE, "1", {"dm_void": 1}).values["mask_out"] == 1.0
+    assert score_sample("file_qa", CODE, "1", {"dm_void": 1}, config=cfg).values["score"] == 0.0
     assert score_sample("file_qa", resp("1"), "1", {"dm_void": 0}).values["void"] == 0.0
+    # one spelling: other names are not a void flag
+    assert score_sample("file_qa", CODE, "1", {"void": True, "is_valid_trajectory": 0}).values["void"] == 0.0
 
 
 def test_sql_gold_from_gold_sql_and_db(tmp_path: Path) -> None:
@@ -181,7 +219,7 @@ def test_sql_gold_from_gold_sql_and_db(tmp_path: Path) -> None:
     con.commit()
     con.close()
     session = _session(tmp_path, "traj", "key,value\nb,2\na,1\n")
-    extra = {"session_dir": str(session), "gold_sql": "select k, v from t", "db_path": str(db)}
+    extra = {"task_kind": "sql", "session_dir": str(session), "gold_sql": "select k, v from t", "db_path": str(db)}
     ok = score_sample("darl/sql", "<answer>saved in 'result.csv'</answer>", "", extra)
     assert ok.values["acc"] == 1.0, ok.reason
     bad = score_sample("darl/sql", "<answer>saved in 'result.csv'</answer>", "", {**extra, "gold_sql": "select nope"})

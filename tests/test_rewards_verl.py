@@ -72,9 +72,9 @@ def _batch(tokenizer, responses: list[str], *, extra: list[dict] | None = None):
 
 @pytest.fixture(scope="module", autouse=True)
 def _registered():
-    from datamind_ext.integrations.verl.rewards import register
+    from datamind_ext.integrations.verl.registration import register_all
 
-    register()
+    register_all()  # what the plugin entry point does in every verl process
 
 
 async def _worker_scores(config, data):
@@ -88,7 +88,7 @@ async def _worker_scores(config, data):
 @pytest.mark.parametrize("manager", ["naive", "datamind"])
 async def test_verl_reward_loop_calls_our_function(tiny_model_path, tiny_tokenizer, manager) -> None:
     config = _config(tiny_model_path, manager=manager, fn_path="pkg://datamind_ext.integrations.verl.rewards")
-    data = _batch(tiny_tokenizer, [RESP_OK, RESP_WRONG, RESP_BAD], extra=[{}, {}, {"void": True}])
+    data = _batch(tiny_tokenizer, [RESP_OK, RESP_WRONG, RESP_BAD], extra=[{}, {}, {"dm_void": 1}])
     worker, outputs = await _worker_scores(config, data)
     scores = [o["reward_score"] for o in outputs]
     assert scores == pytest.approx([1.0, 0.0, -0.1])
@@ -129,10 +129,10 @@ async def test_reward_kwargs_reach_the_scorer(tiny_model_path, tiny_tokenizer) -
 def test_registered_in_verl_registry_via_plugin() -> None:
     from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
 
-    from datamind_ext.integrations.verl import rewards
+    from datamind_ext.integrations.verl import registration, rewards
 
-    assert get_reward_manager_cls("datamind") is rewards.manager_cls()
-    rewards.register()  # idempotent
+    assert get_reward_manager_cls("datamind") is rewards.DataMindRewardManager
+    assert registration.register_all() == {}  # idempotent, nothing failed
 
 
 def test_compute_score_direct_and_unknown_kwargs() -> None:
@@ -168,7 +168,8 @@ async def test_datamind_manager_judges_with_bounded_concurrency(tiny_model_path,
         return "<verdict>correct</verdict>" if ok else "<verdict>incorrect</verdict>"
 
     with OpenAITestServer(verdict, latency_s=0.05) as srv:
-        kwargs = {"judge": {"base_url": srv.base_url, "model": "judge-x", "max_concurrency": 2}}
+        kwargs = {"judge": {"base_url": srv.base_url, "model": "judge-x", "max_concurrency": 2},
+                  "reward": {"kind_by_data_source": {"open_judge": "judged"}}}  # rows without task_kind
         config = _config(tiny_model_path, manager="datamind", fn_path=None, reward_kwargs=kwargs)
         data = _batch(tiny_tokenizer, [RESP_OK, RESP_WRONG, RESP_OK, RESP_WRONG])
         data.non_tensor_batch["data_source"] = np.array(["open_judge"] * 4, dtype=object)

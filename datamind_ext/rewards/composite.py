@@ -62,10 +62,10 @@ class RewardConfig(StrictModel):
     excluded_score: float = 0.0
     #: Score of a void trajectory when the rollout gives none (None: score it normally, as the paper).
     void_score: float | None = None
-    #: data_source substrings -> task kind, checked in order before the built-in rules.
-    routes: dict[str, Literal["file_qa", "dabench", "choice", "sql", "judged"]] = Field(default_factory=dict)
-    #: Task kind when nothing else decides.
-    default_kind: Literal["file_qa", "dabench", "choice", "sql", "judged"] = "file_qa"
+    #: Exact data_source name -> task kind, for rows without ``extra_info.task_kind``.
+    kind_by_data_source: dict[str, str] = Field(default_factory=dict)
+    #: Task kind (a registered scorer) when neither the row nor ``kind_by_data_source`` says.
+    default_kind: str = "file_qa"
 
 
 def length_factor(length: int, cfg: LengthPenaltyConfig) -> float:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from datamind_ext.rewards.match import MatchResult, match_answer
+from datamind_ext.rewards.match import match_answer
+from datamind_ext.rewards.result import MatchResult
 from datamind_ext.rewards.values import as_text
 
 _SUB_RE = re.compile(r"@(\w+)\[(.*?)\]")

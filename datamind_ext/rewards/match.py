@@ -1,7 +1,7 @@
 """Rule-based answer matching against a ground truth.
 
 One entry point, :func:`match_answer`, decides by the gold answer's shape how to compare:
-DABench ``@name[value]`` answers, multiple choice, lists/sets/dicts (element-wise), booleans,
+multiple choice, lists/sets/dicts (element-wise), booleans,
 dates, numbers (relative tolerance; percent vs fraction; units, currency and thousands
 separators ignored) and finally case- and whitespace-insensitive strings. It never raises:
 any input yields a :class:`MatchResult` whose ``reason`` says why it matched or not, which the
@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from datamind_ext.rewards.result import MatchResult
 from datamind_ext.rewards.values import (
     Number,
     as_text,
@@ -34,21 +35,9 @@ _PREFIX_RE = re.compile(
     r"^\s*(?:the\s+)?(?:final\s+)?(?:answer|result)\s*(?:is|:|=)\s*", re.IGNORECASE
 )
 _BOXED_RE = re.compile(r"\\boxed\{([^{}]*)\}")
-_DABENCH_RE = re.compile(r"@\w+\[")
 _LETTER_RE = re.compile(
     r"^\s*(?:\(?(?:option|choice|answer)\s*[:]?\s*)?\(?([A-Za-z])\)?(?:[.):]|\s|$)", re.IGNORECASE
 )
-
-
-@dataclass(frozen=True)
-class MatchResult:
-    """Whether an answer matches its ground truth, and the rule that decided."""
-
-    correct: bool
-    reason: str
-
-    def __bool__(self) -> bool:
-        return self.correct
 
 
 @dataclass(frozen=True)
@@ -71,7 +60,8 @@ def match_answer(
 
     Args:
         pred: the model's answer text (the content of ``<answer>``); any object is accepted.
-        gold: the ground truth: text, a number, a list/dict, or a DABench ``@name[value]`` string.
+        gold: the ground truth: text, a number or a list/dict (DABench ``@name[value]`` answers are
+            the ``dabench`` scorer's, :func:`~datamind_ext.rewards.dabench.match_dabench`).
         rel_tol: relative tolerance for numbers (the paper's 3 %); ``abs_tol`` covers gold 0.
         ordered: lists must match in order (default: as multisets).
         choices: option texts of a multiple-choice question, in letter order (A, B, ...);
@@ -82,10 +72,6 @@ def match_answer(
         if not isinstance(gold, (str, bytes)) and isinstance(gold, (Mapping, Sequence, set, frozenset)):
             return _match_structured(_strip_prefix(as_text(pred)), gold, opts)
         p, g = _strip_prefix(as_text(pred)), as_text(gold).strip()
-        if _DABENCH_RE.search(g):
-            from datamind_ext.rewards.dabench import match_dabench
-
-            return match_dabench(p, g, official=False, rel_tol=opts.rel_tol)
         if choices:
             return match_choice(p, g, list(choices))
         if not p.strip():

@@ -1,55 +1,77 @@
-"""Scoring one trajectory end to end: route by task kind, check format, match or judge, combine.
+"""Scoring one trajectory end to end: the task kind's scorer, the format check, the composite reward.
 
 This is what the verl entry point calls, but it has no verl import: the inputs are verl's
-``compute_score`` arguments as plain values. Per-sample options come from ``extra_info``:
+``compute_score`` arguments as plain values. The kind is ``extra_info.task_kind`` (the export
+writes it), else ``reward.kind_by_data_source[data_source]`` (an exact name, never a substring),
+else ``reward.default_kind``; its scorer comes from the registry in ``scorers.py``. Per-sample
+options are fields of :class:`~datamind_ext.records.RLExtraInfo` (``question``, ``choices``,
+``rel_tol``, ``ordered``, ``require_code``, ``void_score``, SQL's ``session_dir`` /
+``result_csv_path`` / ``gold_csv`` / ``gold_sql`` + ``db_path``); the rollout's void flag is
+``dm_void`` (:data:`~datamind_ext.records.VOID_FIELD`).
 
-* ``task_kind``: force the kind: file_qa, dabench, choice, sql, judged
-* ``question``: the question text (sent to the judge)
-* ``choices``: option texts of a multiple-choice question (letter order)
-* ``rel_tol``: numeric tolerance of this sample; ``ordered``: lists in order
-* ``require_code``: whether the response must contain a code block
-* ``void`` / ``dm_void``: the rollout flagged the trajectory void (``is_valid_trajectory=0`` too)
-* ``void_score``: the score the rollout wants for this void trajectory
-* ``session_dir``: SQL: this trajectory's own session directory holding its result CSV
-* ``result_csv_path``: SQL: the result CSV path itself (instead of a name in the answer)
-* ``gold_csv``: SQL: the gold result CSV; or ``gold_sql`` + ``db_path``
+One async core, :func:`score_sample_async`; :func:`score_sample` is its synchronous wrapper (a
+per-thread event loop, so a shared judge client keeps its connections).
 
 ``ground_truth`` may be the answer text, or DataMind's nested ``{"ground_truth": ..., "task_id": ...}``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
-import re
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from datamind_ext.config import StrictModel
-from datamind_ext.rewards.composite import RewardConfig, answer_length, composite_score, result_dict
-from datamind_ext.rewards.dabench import match_dabench
+from datamind_ext.errors import UserError
+from datamind_ext.records import TASK_KINDS, RLExtraInfo, RolloutExtraFields
+from datamind_ext.rewards.composite import (
+    RewardConfig,
+    answer_length,
+    composite_score,
+    result_dict,
+)
 from datamind_ext.rewards.format_score import score_format
-from datamind_ext.rewards.judge import JudgeClient, JudgeConfig, JudgeUnavailableError, Verdict
-from datamind_ext.rewards.match import MatchResult, match_answer, match_choice
-from datamind_ext.rewards.tables import compare_rows, compare_tables, read_csv_rows, run_sql_rows
+from datamind_ext.rewards.judge import JudgeClient, JudgeConfig, JudgeUnavailableError
+from datamind_ext.rewards.result import MatchResult
+from datamind_ext.rewards.scorers import (
+    SCORERS,
+    Decision,
+    Sample,
+    ScoreContext,
+    load_scorer,
+)
 from datamind_ext.rewards.values import as_text
 
 log = logging.getLogger("datamind_ext.rewards")
 
-KINDS = ("file_qa", "dabench", "choice", "sql", "judged")
-_CSV_NAME_RE = re.compile(r"""[`'"]([^`'"\n]{1,200}?\.csv)[`'"]|([\w\-./]{1,200}\.csv)\b""", re.IGNORECASE)
-
 
 class ScoringConfig(StrictModel):
-    """The whole reward block: the composite's numbers and the judge."""
+    """The whole reward block: the composite's numbers, the judge, and user scorers by name."""
 
     reward: RewardConfig = Field(default_factory=RewardConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     #: Task kinds whose responses must contain at least one code block.
     require_code_kinds: list[str] = Field(default_factory=lambda: ["file_qa", "dabench", "choice", "judged"])
+    #: User scorers: task kind -> import path of a ``scorer(sample, ctx) -> Decision`` function.
+    scorers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _kinds_have_scorers(self) -> ScoringConfig:
+        for name, path in self.scorers.items():
+            load_scorer(name, path)
+        used = {self.reward.default_kind, *self.reward.kind_by_data_source.values()}
+        unknown = sorted(k for k in used if k not in SCORERS)
+        if unknown:
+            raise ValueError(f"no scorer for task kind(s) {unknown}; built in: {list(TASK_KINDS)}, "
+                             f"or name one under scorers")
+        return self
 
 
 @dataclass
@@ -65,38 +87,11 @@ class RewardResult:
         return self.values["score"]
 
 
-@dataclass
-class _Prepared:
-    kind: str
-    answer: str
-    gold: str
-    gold_obj: Any
-    extra: Mapping[str, Any]
-    format_ok: bool
-    format_reason: str
-    void: bool
-    done: RewardResult | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def resolve_kind(data_source: object, extra_info: Mapping[str, Any], cfg: RewardConfig) -> str:
-    """The task kind: ``extra_info.task_kind``, then configured routes, then built-in name rules."""
-    forced = extra_info.get("task_kind")
-    if isinstance(forced, str) and forced in KINDS:
-        return forced
-    ds = as_text(data_source).lower()
-    for pattern, kind in cfg.routes.items():
-        if pattern.lower() in ds:
-            return kind
-    if "sql" in ds or "bird" in ds or "spider" in ds:
-        return "sql"
-    if "dabench" in ds or "da-bench" in ds or "infiagent" in ds:
-        return "dabench"
-    if extra_info.get("choices"):
-        return "choice"
-    if "judge" in ds or "open" in ds:
-        return "judged"
-    return cfg.default_kind
+def resolve_kind(data_source: object, info: RLExtraInfo, cfg: RewardConfig) -> str:
+    """The task kind: ``extra_info.task_kind``, then the exact data_source name, then the default."""
+    if info.task_kind:
+        return info.task_kind
+    return cfg.kind_by_data_source.get(as_text(data_source), cfg.default_kind)
 
 
 def _gold(ground_truth: object) -> tuple[str, Any]:
@@ -108,198 +103,33 @@ def _gold(ground_truth: object) -> tuple[str, Any]:
     return as_text(obj), obj
 
 
-#: extra_info keys through which a rollout flags a void trajectory (``dm_void``: our agent loop's
-#: extra_fields, which verl merges into extra_info; ``void``: any other rollout).
-VOID_KEYS = ("void", "dm_void")
-
-
-def _is_void(extra: Mapping[str, Any]) -> bool:
-    for key in VOID_KEYS:
-        v = extra.get(key)
-        if v is None or (isinstance(v, float) and v != v):
-            continue
-        try:
-            if bool(v):
-                return True
-        except Exception:  # noqa: BLE001
-            continue
-    valid = extra.get("is_valid_trajectory")
-    return valid is not None and valid in (0, False, 0.0)
-
-
-def _prepare(
-    data_source: object, solution_str: object, ground_truth: object, extra_info: object, cfg: ScoringConfig
-) -> _Prepared:
-    extra: Mapping[str, Any] = extra_info if isinstance(extra_info, Mapping) else {}
-    kind = resolve_kind(data_source, extra, cfg.reward)
-    require_code = extra.get("require_code")
-    if require_code is None:
-        require_code = kind in cfg.require_code_kinds
-    fmt = score_format(solution_str, require_code=bool(require_code))
-    gold_text, gold_obj = _gold(ground_truth)
-    return _Prepared(
-        kind=kind,
-        answer=fmt.answer or "",
-        gold=gold_text,
-        gold_obj=gold_obj,
-        extra=extra,
-        format_ok=fmt.ok,
-        format_reason=fmt.reason,
-        void=_is_void(extra),
-    )
-
-
-def _float_opt(extra: Mapping[str, Any], key: str, default: float) -> float:
-    try:
-        v = float(extra.get(key, default))
-        return v if v == v else default
-    except (TypeError, ValueError):
-        return default
-
-
-def rule_match(p: _Prepared, cfg: ScoringConfig) -> MatchResult:
-    """The rule-based decision for kinds that need no judge (and the judge's fallback)."""
-    rel_tol = _float_opt(p.extra, "rel_tol", cfg.reward.rel_tol)
-    if not p.answer:
-        return MatchResult(False, "no_answer")
-    if len(p.answer) > cfg.reward.max_answer_chars:
-        return MatchResult(False, "answer_too_long")
-    if p.kind == "sql":
-        return _sql_match(p, cfg)
-    if p.kind == "dabench":
-        return match_dabench(p.answer, p.gold_obj, official=False, rel_tol=rel_tol)
-    choices = p.extra.get("choices")
-    if p.kind == "choice" and choices:
-        return match_choice(p.answer, p.gold, [as_text(c) for c in choices])
-    gold = p.gold_obj if not isinstance(p.gold_obj, str) else p.gold
-    return match_answer(p.answer, gold, rel_tol=rel_tol, ordered=bool(p.extra.get("ordered", False)))
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except (ValueError, OSError):
-        return False
-
-
-def _sql_match(p: _Prepared, cfg: ScoringConfig) -> MatchResult:
-    extra = p.extra
-    tol = _float_opt(extra, "table_abs_tol", cfg.reward.table_abs_tol)
-    # The prediction: this trajectory's own result file, never a shared folder.
-    pred_path: Path | None = None
-    if extra.get("result_csv_path"):
-        pred_path = Path(as_text(extra["result_csv_path"]))
-    else:
-        session = extra.get("session_dir")
-        if not session:
-            return MatchResult(False, "sql_no_session_dir")
-        names = [a or b for a, b in _CSV_NAME_RE.findall(p.answer)]
-        if not names:
-            return MatchResult(False, "sql_no_result_csv_named")
-        root = Path(as_text(session))
-        pred_path = root / names[-1].strip()
-        if not _inside(pred_path, root):
-            return MatchResult(False, "sql_result_outside_session")
-    gold_csv = extra.get("gold_csv")
-    if gold_csv:
-        return compare_tables(pred_path, as_text(gold_csv), abs_tol=tol)
-    if extra.get("gold_sql") and extra.get("db_path"):
-        try:
-            gold_rows = run_sql_rows(as_text(extra["db_path"]), as_text(extra["gold_sql"]))
-        except Exception as err:  # noqa: BLE001
-            return MatchResult(False, f"gold_sql_failed:{type(err).__name__}")
-        try:
-            pred_rows = read_csv_rows(pred_path)
-        except FileNotFoundError:
-            return MatchResult(False, "result_file_missing")
-        except Exception as err:  # noqa: BLE001
-            return MatchResult(False, f"result_unreadable:{type(err).__name__}")
-        return compare_rows(pred_rows, gold_rows, abs_tol=tol)
-    return MatchResult(False, "sql_no_gold")
-
-
-def _finish(
-    p: _Prepared,
-    match: MatchResult,
-    cfg: ScoringConfig,
-    tokenizer: Any,
-    *,
-    judged: bool = False,
-    unreachable: bool = False,
-    excluded: bool = False,
-) -> RewardResult:
-    length = answer_length(p.answer, cfg.reward.length, tokenizer) if match.correct else len(p.answer)
-    score, lf = composite_score(correct=match.correct, format_ok=p.format_ok, length=length, cfg=cfg.reward)
-    reason = f"{p.format_reason};{match.reason}"
+def _finish(kind: str, answer: str, fmt_ok: bool, fmt_reason: str, info: RLExtraInfo, void: bool,
+            decision: Decision, cfg: ScoringConfig, tokenizer: Any) -> RewardResult:
+    match, excluded = decision.match, decision.excluded
+    length = answer_length(answer, cfg.reward.length, tokenizer) if match.correct else len(answer)
+    score, lf = composite_score(correct=match.correct, format_ok=fmt_ok, length=length, cfg=cfg.reward)
+    reason = f"{fmt_reason};{match.reason}"
     if excluded:
         score = cfg.reward.excluded_score
         reason += ";excluded"
-    if p.void:
-        void_score = p.extra.get("void_score", cfg.reward.void_score)
+    if void:
+        void_score = info.void_score if info.void_score is not None else cfg.reward.void_score
         if void_score is not None:
-            try:
-                score = float(void_score)
-            except (TypeError, ValueError):
-                pass
+            score = float(void_score)
         reason += ";void"
     values = result_dict(
         score=score,
         acc=match.correct and not excluded,
-        format_ok=p.format_ok,
+        format_ok=fmt_ok,
         length_factor=lf,
         answer_len=length,
-        judged=judged,
-        judge_unreachable=unreachable,
+        judged=decision.judged,
+        judge_unreachable=decision.judge_unreachable,
         excluded=excluded,
-        void=p.void,
-        mask_out=p.void or excluded,
+        void=void,
+        mask_out=void or excluded,
     )
-    return RewardResult(values, reason, p.kind)
-
-
-def _after_verdict(p: _Prepared, verdict: Verdict, cfg: ScoringConfig, tokenizer: Any) -> RewardResult:
-    if verdict.decided:
-        ok = bool(verdict.score and verdict.score >= 0.5)
-        return _finish(p, MatchResult(ok, f"judge_{verdict.status}"), cfg, tokenizer, judged=True)
-    policy = cfg.judge.on_unreachable
-    log.warning("judge gave no verdict (%s: %s); policy %s", verdict.status, verdict.detail, policy)
-    if policy == "error":
-        raise JudgeUnavailableError(f"judge {verdict.status}: {verdict.detail}")
-    if policy == "exclude":
-        return _finish(p, MatchResult(False, f"judge_{verdict.status}"), cfg, tokenizer, unreachable=True, excluded=True)
-    m = rule_match(p, cfg)
-    return _finish(p, MatchResult(m.correct, f"judge_{verdict.status}_fallback:{m.reason}"), cfg, tokenizer, unreachable=True)
-
-
-def _needs_judge(p: _Prepared, cfg: ScoringConfig) -> bool:
-    return p.kind == "judged" and bool(p.answer) and len(p.answer) <= cfg.reward.max_answer_chars
-
-
-def score_sample(
-    data_source: object,
-    solution_str: object,
-    ground_truth: object,
-    extra_info: object = None,
-    *,
-    config: ScoringConfig | None = None,
-    tokenizer: Any = None,
-    judge: JudgeClient | None = None,
-) -> RewardResult:
-    """Score one trajectory synchronously (judged kinds block on the judge)."""
-    cfg = config or ScoringConfig()
-    try:
-        p = _prepare(data_source, solution_str, ground_truth, extra_info, cfg)
-        if _needs_judge(p, cfg):
-            client = judge or JudgeClient(cfg.judge)
-            verdict = client.judge_sync(as_text(p.extra.get("question", "")), p.gold, p.answer)
-            return _after_verdict(p, verdict, cfg, tokenizer)
-        return _finish(p, rule_match(p, cfg), cfg, tokenizer)
-    except JudgeUnavailableError:
-        raise
-    except Exception as err:  # a scorer bug must not kill a training step: logged, sample excluded
-        log.exception("reward scoring failed")
-        return _error_result(cfg, err)
+    return RewardResult(values, reason, kind)
 
 
 async def score_sample_async(
@@ -312,24 +142,95 @@ async def score_sample_async(
     tokenizer: Any = None,
     judge: JudgeClient | None = None,
 ) -> RewardResult:
-    """Score one trajectory on the running event loop (the judge call is awaited, not blocking)."""
+    """Score one trajectory (the judge, when the kind's scorer uses one, is awaited).
+
+    An unknown task kind is a :class:`UserError` and an unreachable judge under policy ``error``
+    raises; any other scorer failure is logged and the sample is excluded (never a dead step).
+    """
     cfg = config or ScoringConfig()
+    raw = extra_info if isinstance(extra_info, Mapping) else {}
+    info = RLExtraInfo.read(raw)
+    kind = resolve_kind(data_source, info, cfg.reward)
+    scorer = SCORERS.get(kind)
     try:
-        p = _prepare(data_source, solution_str, ground_truth, extra_info, cfg)
-        if _needs_judge(p, cfg):
-            client = judge or JudgeClient(cfg.judge)
-            try:
-                verdict = await client.judge(as_text(p.extra.get("question", "")), p.gold, p.answer)
-            finally:
-                if judge is None:
-                    await client.aclose()  # a one-off client: close its HTTP session now
-            return _after_verdict(p, verdict, cfg, tokenizer)
-        return _finish(p, rule_match(p, cfg), cfg, tokenizer)
-    except JudgeUnavailableError:
+        require_code = info.require_code if info.require_code is not None else kind in cfg.require_code_kinds
+        fmt = score_format(solution_str, require_code=require_code)
+        answer = fmt.answer or ""
+        void = RolloutExtraFields.is_void(raw)
+        if not answer:
+            decision = Decision(MatchResult(False, "no_answer"))
+        elif len(answer) > cfg.reward.max_answer_chars:
+            decision = Decision(MatchResult(False, "answer_too_long"))
+        else:
+            gold, gold_obj = _gold(ground_truth)
+            out = scorer(Sample(kind, answer, gold, gold_obj, info, raw), ScoreContext(cfg, judge, tokenizer))
+            decision = await out if inspect.isawaitable(out) else out
+        return _finish(kind, answer, fmt.ok, fmt.reason, info, void, decision, cfg, tokenizer)
+    except (JudgeUnavailableError, UserError):
         raise
     except Exception as err:  # a scorer bug must not kill a training step: logged, sample excluded
         log.exception("reward scoring failed")
         return _error_result(cfg, err)
+
+
+_local = threading.local()
+_helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datamind-score")
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    loop = getattr(_local, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _local.loop = asyncio.new_event_loop()
+    return loop
+
+
+def _awaits(data_source: object, extra_info: object, cfg: ScoringConfig) -> bool:
+    """Whether the sample's scorer is a coroutine function (then the core needs an event loop)."""
+    raw = extra_info if isinstance(extra_info, Mapping) else {}
+    kind = raw.get("task_kind") if isinstance(raw.get("task_kind"), str) and raw.get("task_kind") else None
+    kind = kind or cfg.reward.kind_by_data_source.get(as_text(data_source), cfg.reward.default_kind)
+    return kind not in SCORERS or inspect.iscoroutinefunction(SCORERS.get(kind))
+
+
+def score_sample(
+    data_source: object,
+    solution_str: object,
+    ground_truth: object,
+    extra_info: object = None,
+    *,
+    config: ScoringConfig | None = None,
+    tokenizer: Any = None,
+    judge: JudgeClient | None = None,
+) -> RewardResult:
+    """:func:`score_sample_async` for synchronous callers (verl runs sync scorers in a thread pool).
+
+    With a synchronous scorer the core never suspends, so it is run to completion directly; an
+    async scorer (the judge) runs on this thread's event loop, or on a private thread when the
+    caller is itself inside a running loop.
+    """
+    cfg = config or ScoringConfig()
+
+    def core():
+        return score_sample_async(data_source, solution_str, ground_truth, extra_info,
+                                  config=cfg, tokenizer=tokenizer, judge=judge)
+
+    if not _awaits(data_source, extra_info, cfg):
+        coro = core()
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            return done.value
+        coro.close()
+        raise RuntimeError("a synchronous scorer returned an awaitable; make it an async def")
+
+    def run() -> RewardResult:
+        return _thread_loop().run_until_complete(core())
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    return _helper.submit(run).result()
 
 
 def _error_result(cfg: ScoringConfig, err: Exception) -> RewardResult:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from datamind_ext.protocol import Trajectory, render_messages
+from datamind_ext.records import RewardModelColumn, RLExtraInfo, RLRow
 
 DATA_SOURCE = "datamind_synth"
 ABILITY = "data_analysis"
@@ -32,30 +33,31 @@ def token_lengths(trajs: list[Trajectory], tokenizer: Any = None) -> tuple[list[
 
 
 def rl_rows(trajs: list[Trajectory]) -> list[dict[str, Any]]:
+    """The RL parquet rows, typed by :class:`datamind_ext.records.RLRow` (what verl's side reads back)."""
     rows = []
     for i, t in enumerate(trajs):
         msgs = t.to_openai()
         prompt = msgs[:2]  # system + the question
-        rows.append({
-            "prompt": prompt,
-            "data_source": DATA_SOURCE,
-            "ability": ABILITY,
-            "reward_model": {"ground_truth": t.ground_truth or "", "style": "rule"},
-            "extra_info": {
-                "index": i,
-                "task_id": t.task_id or t.id,
-                "question": t.meta.get("question") or prompt[-1]["content"],
-                "files": [str(Path(f).resolve()) for f in t.files],
-                "task_kind": "file_qa",
-                "category": t.category or "",
-                "difficulty": int(t.difficulty or 0),
-                "difficulty_label": t.meta.get("difficulty_label", ""),
-                "file_format": t.meta.get("file_format", ""),
-                "source": t.meta.get("source", ""),
-                "expert_messages": msgs,
-            },
-            "agent_name": AGENT_NAME,
-        })
+        rows.append(RLRow(
+            prompt=prompt,
+            data_source=DATA_SOURCE,
+            ability=ABILITY,
+            reward_model=RewardModelColumn(ground_truth=t.ground_truth or "", style="rule"),
+            extra_info=RLExtraInfo(
+                index=i,
+                task_id=t.task_id or t.id,
+                question=t.meta.get("question") or prompt[-1]["content"],
+                files=[str(Path(f).resolve()) for f in t.files],
+                task_kind="file_qa",
+                category=t.category or "",
+                difficulty=int(t.difficulty or 0),
+                difficulty_label=t.meta.get("difficulty_label", ""),
+                file_format=t.meta.get("file_format", ""),
+                source=t.meta.get("source", ""),
+                expert_messages=msgs,
+            ),
+            agent_name=AGENT_NAME,
+        ).to_row())
     return rows
 
 
