@@ -25,7 +25,7 @@ def _compose(overrides: list[str]):
     ("+actor_rollout_ref.datamind_loss.gama=0.5", "unknown key 'gama'"),
     ("+datamind.agent.max_turn=3", "unknown key 'max_turn'"),
     ("+datamind.interpreter.max_session=3", "unknown key 'max_session'"),
-    ("+datamind.interpreter.limits.timeout=3", "unknown key 'timeout'"),
+    ("+datamind.interpreter.limits.timeout=3", "unknown key 'limits.timeout'"),
     ("+datamind.agnet.max_turns=3", "unknown key(s) ['agnet']"),
     ("actor_rollout_ref.actor.use_kl_loss=true", "use_kl_loss=false"),
 ])

@@ -14,8 +14,9 @@ from typing import NamedTuple
 
 class PrivateUse(NamedTuple):
     target: str  # "module:Qualified.name"
-    params: tuple[str, ...] | None  # the parameters we rely on (None: not a callable)
+    params: tuple[str, ...] | None  # the parameters we rely on (None: a registry dict, or see `reads`)
     why: str
+    reads: str | None = None  # for a public property: the private attribute it must still return
 
 
 PRIVATE_USES: tuple[PrivateUse, ...] = (
@@ -73,6 +74,24 @@ PRIVATE_USES: tuple[PrivateUse, ...] = (
         "verl.workers.rollout.base:_ROLLOUT_REGISTRY",
         None,
         "the rollout adapter by import path; verl has no register function for it",
+    ),
+    PrivateUse(
+        "verl.workers.rollout.replica:RolloutReplica.server_handle",
+        None,
+        "HFReplica.launch_servers sets _server_handle, as verl's own replicas do: the public property "
+        "returns it and launch_servers has no return value to carry it",
+        reads="_server_handle",
+    ),
+    PrivateUse(
+        "verl.workers.rollout.replica:RolloutReplica.server_address",
+        None,
+        "HFReplica.launch_servers sets _server_address (same reason)",
+        reads="_server_address",
+    ),
+    PrivateUse(
+        "verl.workers.engine.base:EngineRegistry._engines",
+        None,
+        "read by the CPU shims only, so registering the CPU engine stays idempotent",
     ),
     PrivateUse(
         "verl.utils.distributed:initialize_global_process_group",
