@@ -9,6 +9,8 @@ RUN_DIR=${1:?usage: run_rl.sh RUN_DIR [overrides...]}; shift
 RECIPE_DIR=${RECIPE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 NGPUS=${NGPUS:-8}
 mkdir -p "$RUN_DIR/rl"
+# logs into the run folder, as `datamind-ext run` does: tensorboard (verl reads TENSORBOARD_DIR), wandb if enabled
+export TENSORBOARD_DIR=${TENSORBOARD_DIR:-$RUN_DIR/rl/tensorboard} WANDB_DIR=${WANDB_DIR:-$RUN_DIR/rl}
 python -m verl.trainer.main_ppo \
   --config-path="$RECIPE_DIR" --config-name=rl \
   data.train_files="$RUN_DIR/synth/train/export/rl/train.parquet" \

@@ -3,7 +3,7 @@
 #   head:     bash recipes/datamind-7b/run_rl_multinode.sh head   RUN_DIR NNODES [overrides...]
 #   workers:  bash recipes/datamind-7b/run_rl_multinode.sh worker HEAD_IP:6379
 # RUN_DIR must be on a filesystem every node sees (the SFT checkpoint, parquet files, data files
-# named in extra_info.files, checkpoints). Each node needs the same environment (pip install -e '.[vllm]').
+# named in extra_info.files, checkpoints). Each node needs the same environment (make setup-gpu: requirements/gpu.lock.txt).
 set -euo pipefail
 ROLE=${1:?usage: head RUN_DIR NNODES [overrides...] | worker HEAD_ADDR}
 # RECIPE_DIR may be set by another recipe reusing this script (datamind-14b does).
@@ -18,6 +18,7 @@ case "$ROLE" in
     echo "waiting for $NNODES nodes..."
     until [ "$(python -c 'import ray; ray.init(address="auto"); print(len([n for n in ray.nodes() if n["Alive"]]))' 2>/dev/null)" -ge "$NNODES" ]; do sleep 5; done
     mkdir -p "$RUN_DIR/rl"
+    export TENSORBOARD_DIR=${TENSORBOARD_DIR:-$RUN_DIR/rl/tensorboard} WANDB_DIR=${WANDB_DIR:-$RUN_DIR/rl}
     # ray_kwargs.ray_init.address=auto: the trainer joins the running cluster instead of starting one
     python -m verl.trainer.main_ppo \
       --config-path="$RECIPE_DIR" --config-name=rl \
