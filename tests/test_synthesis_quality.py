@@ -234,3 +234,12 @@ def test_foreign_key_joins_and_stacked_sheets_become_tables(tmp_path: Path) -> N
     specs = make_task_specs(books, 40, seed=0, min_depth=1, max_depth=3)
     assert any("'country'" in s.verify_code for s in specs)
     assert all(s.table_label == books.label and "read_sql_query" in s.load_code for s in specs)
+
+
+def test_ratios_only_between_columns_that_make_a_rate() -> None:
+    from datamind_ext.synthesis.programs import sensible_ratio
+
+    assert sensible_ratio("revenue", "units") and sensible_ratio("deaths", "population")
+    assert sensible_ratio("Min.Price", "Max.Price") and sensible_ratio("re78", "re74")
+    assert not sensible_ratio("yrs.service", "salary") and not sensible_ratio("longitude", "latitude")
+    assert not sensible_ratio("lwage", "exp")

@@ -13,6 +13,7 @@ from running the program in the interpreter (:mod:`datamind_ext.synthesis.execut
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -207,9 +208,10 @@ def _derive_ratio(rng, s, prof, out):
     pos = [c for c in nums if float(c.min) > 0]
     if len(nums) < 2 or not pos:
         return None
-    b = pos[rng.randrange(len(pos))]
-    others = [c for c in nums if c.name != b.name]
-    a = others[rng.randrange(len(others))]
+    pairs = [(a, b) for b in pos for a in nums if a.name != b.name and sensible_ratio(a.name, b.name)]
+    if not pairs:
+        return None
+    a, b = pairs[rng.randrange(len(pairs))]
     new = f"{a.name}_per_{b.name}"
     if new in s.numeric:
         return None
@@ -223,6 +225,25 @@ def _derive_ratio(rng, s, prof, out):
                 f"what is the mean of {new} = {a.name} / {b.name}?", ns,
                 check=f"if not _np.isfinite({out}.loc[{both}, {new!r}].astype(float)).all():\n    {_raise('nan_on_path')}",
                 measures=[a.name, b.name], derived=new)
+
+
+#: names of quantities that other quantities are commonly expressed per (a rate's denominator)
+_DENOMINATOR = re.compile(r"(pop|population|total|area|count|^n$|^n_|number|size|households|units|qty|quantity|hours|"
+                          r"days|weeks|months|years|minutes|seconds|duration|time|distance|miles|km|weight|wt|mass|"
+                          r"employees|staff|members|seats|sales|revenue|income|gdp|capital|value|assets)", re.I)
+
+
+def _tokens(name: str) -> set[str]:
+    return {t for t in re.split(r"[^a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()) if len(t) >= 3}
+
+
+def sensible_ratio(a: str, b: str) -> bool:
+    """Whether ``a / b`` reads as a rate an analyst would compute: ``b`` names a usual denominator
+    (population, area, hours, units, ...) or both name the same kind of thing (``Min.Price`` /
+    ``Max.Price``, ``re74`` / ``re75``). Two unrelated columns (years of service per salary) are not."""
+    if _DENOMINATOR.search(b) or _tokens(a) & _tokens(b):
+        return True
+    return bool(re.sub(r"\d+", "", a.lower()) == re.sub(r"\d+", "", b.lower()) and re.search(r"\d", a))
 
 
 def _filter_year(rng, s, prof, out):
@@ -480,7 +501,10 @@ def _weighted_ratio(rng, s, prof, out):
     nums = [c for c in prof.columns if c.name in s.numeric and c.min is not None and float(c.min) >= 0]
     if len(nums) < 2:
         return None
-    a, b = rng.sample(nums, 2)
+    pairs = [(a, b) for a in nums for b in nums if a.name != b.name and sensible_ratio(a.name, b.name)]
+    if not pairs:
+        return None
+    a, b = pairs[rng.randrange(len(pairs))]
     ns = State(out, "number", s.numeric, s.categorical, s.dates, None, set(s.used_cats), f"{a.name} per {b.name}")
     ratio_ok = f"if total_b == 0:\n    {_raise('nan_on_path')}"
     return Step("weighted_ratio", "domain_specific",
