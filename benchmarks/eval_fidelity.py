@@ -60,6 +60,12 @@ def checkout(repo: Path, tmp: Path, name: str, *paths: str) -> Path:
     return out
 
 
+def _forget_modules(*names: str) -> None:
+    """Drop already imported top-level packages of these names (two benchmarks' repos both have one)."""
+    for key in [k for k in sys.modules if k.split(".")[0] in names]:
+        del sys.modules[key]
+
+
 def naive(pred: str, gold: str) -> bool:
     p = pred.strip()
     if p.lower().startswith("final answer:"):
@@ -153,6 +159,7 @@ def _variants_text(answer: str) -> dict[str, str]:
 
 def run_tablebench(repo: Path, tmp: Path, deps: Path | None) -> list[tuple[int, int]]:
     _tablebench_stubs(deps)
+    _forget_modules("utils", "metrics")  # DABench's code has its own top-level 'utils'
     sys.path.insert(0, str(repo))
     from metrics.qa_metrics import QAMetric  # TableBench's own code
     from parse_tablebench_instruction_response_script import parse_dp_prediction
