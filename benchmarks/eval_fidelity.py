@@ -37,13 +37,12 @@ import tempfile
 import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datamind_ext.evaluation.benchmark import ScoringContext, get_benchmark  # noqa: E402
-from datamind_ext.evaluation.responses import read_responses  # noqa: E402
+from datamind_ext.evaluation.benchmark import ScoringContext, get_benchmark
+from datamind_ext.evaluation.responses import read_responses
 
 SUBSTITUTED: list[str] = []
 
@@ -109,7 +108,9 @@ def report(bench: str, label: str, theirs: dict[str, float], ours: dict[str, flo
 # ---------------------------------------------------------------- TableBench
 def _tablebench_stubs(deps: Path | None) -> None:
     """Replace the network-only imports of TableBench's metric code (see the module docstring)."""
-    from rouge_score import rouge_scorer  # from --deps: the package evaluate's 'rouge' wraps
+    from rouge_score import (
+        rouge_scorer,  # from --deps: the package evaluate's 'rouge' wraps
+    )
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 

@@ -249,7 +249,7 @@ def test_bird_text_sqlite3_cannot_decode_is_0_in_standard_ex(data, tmp_path):
     db = data / "bird" / "dev_databases" / "shop" / "shop.sqlite"
     with sqlite3.connect(db) as con:
         con.execute("UPDATE customers SET name = CAST(x'ff41' AS TEXT) WHERE id = 4")
-    s = score("bird", data / "bird", tmp_path / "o", {"1": {"sql": "SELECT c.name, SUM(o.amount) FROM customers c "
+    score("bird", data / "bird", tmp_path / "o", {"1": {"sql": "SELECT c.name, SUM(o.amount) FROM customers c "
                                                         "JOIN orders o ON o.customer_id = c.id WHERE o.year = 2024 "
                                                         "GROUP BY c.name"}})
     row = results(tmp_path / "o")["1"]

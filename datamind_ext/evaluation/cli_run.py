@@ -15,8 +15,8 @@ from datamind_ext.errors import UserError
 from datamind_ext.evaluation.benchmark import ScoringContext, get_benchmark
 from datamind_ext.evaluation.config import EvalConfig
 from datamind_ext.evaluation.plots import plot_benchmarks
-from datamind_ext.evaluation.responses import read_responses
 from datamind_ext.evaluation.report import pass_headers
+from datamind_ext.evaluation.responses import read_responses
 from datamind_ext.evaluation.runner import clear_run, run_benchmark, settings_digest
 
 

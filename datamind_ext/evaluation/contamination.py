@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import re
 import sqlite3
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ def _cell(value: Any) -> str:
         number = float(text)
     except ValueError:
         return text
-    return repr(number) if number == number else text  # "3", "3.0" and "3.00" alike; NaN as text
+    return text if math.isnan(number) else repr(number)  # "3", "3.0" and "3.00" alike; NaN as text
 
 
 def fingerprint(source: str, header: list[Any], rows: list[list[Any]]) -> TableFingerprint:
@@ -74,7 +75,7 @@ def file_fingerprints(path: Path) -> list[TableFingerprint]:
             with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as con:
                 tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
                 for t in tables:
-                    cur = con.execute(f'SELECT * FROM "{t}"')  # noqa: S608 - names from the database itself
+                    cur = con.execute(f'SELECT * FROM "{t}"')
                     out.append(fingerprint(f"{path}:{t}", [d[0] for d in cur.description], cur.fetchall()))
             return out
         if suffix in (".csv", ".tsv", ".txt"):
@@ -145,5 +146,5 @@ def find_overlap(train: list[EvalItem], bench: list[EvalItem], *, ngram: int = 8
             shared = grams & other
             if shared:
                 out.questions.append({"train": it.item_id, "bench": bench_id, "shared_ngrams": len(shared),
-                                      "example": " ".join(sorted(shared)[0])})
+                                      "example": " ".join(min(shared))})
     return out

@@ -27,7 +27,7 @@ def _http(url: str, *, headers: dict[str, str], timeout_s: float, body: dict[str
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, headers={**headers, "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - the user's own endpoint
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             return resp.status, resp.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode("utf-8", "replace")

@@ -166,10 +166,10 @@ def to_markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# {summary['title']}",
         "",
-        f"- items: {summary['items_in_benchmark']} in the benchmark, {summary['items_with_results']} with results; "
-        f"k = {k} run(s) each, {a['units']} answers expected",
-        f"- answered: {_rate(a['answered'], a['units'])}; void (no answer): {_rate(a['void'], a['units'])}; "
-        f"failed: {a['failed']}; missing: {a['missing']}",
+        (f"- items: {summary['items_in_benchmark']} in the benchmark, {summary['items_with_results']} with results; "
+         f"k = {k} run(s) each, {a['units']} answers expected"),
+        (f"- answered: {_rate(a['answered'], a['units'])}; void (no answer): {_rate(a['void'], a['units'])}; "
+         f"failed: {a['failed']}; missing: {a['missing']}"),
     ]
     lines += [f"  - void: {n} × {reason}" for reason, n in a["void_reasons"].items()]
     lines += [

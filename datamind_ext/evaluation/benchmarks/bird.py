@@ -38,7 +38,12 @@ from datamind_ext.evaluation.files import (
     require_keys,
 )
 from datamind_ext.evaluation.items import EvalItem, Response, Score
-from datamind_ext.evaluation.sqlite_exec import SQLError, UndecodableText, run_query, write_csv
+from datamind_ext.evaluation.sqlite_exec import (
+    SQLError,
+    UndecodableText,
+    run_query,
+    write_csv,
+)
 from datamind_ext.protocol import parse_response
 
 _EXECUTE_SQL = re.compile(r"execute_sql\(\s*(?:sql\s*=\s*)?(?P<q>\"\"\"|'''|\"|')(?P<sql>.*?)(?P=q)", re.DOTALL)

@@ -21,7 +21,11 @@ import re
 from pathlib import Path
 
 from datamind_ext.errors import UserError
-from datamind_ext.evaluation.answers import final_answer, has_protocol_tags, strip_final_answer_prefix
+from datamind_ext.evaluation.answers import (
+    final_answer,
+    has_protocol_tags,
+    strip_final_answer_prefix,
+)
 from datamind_ext.evaluation.benchmark import BENCHMARKS, Benchmark, ScoringContext
 from datamind_ext.evaluation.files import (
     check_files_exist,

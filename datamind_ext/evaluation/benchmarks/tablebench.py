@@ -22,9 +22,16 @@ import re
 from pathlib import Path
 
 from datamind_ext.errors import UserError
-from datamind_ext.evaluation.answers import final_answer, has_protocol_tags, strip_final_answer_prefix
+from datamind_ext.evaluation.answers import (
+    final_answer,
+    has_protocol_tags,
+    strip_final_answer_prefix,
+)
 from datamind_ext.evaluation.benchmark import BENCHMARKS, Benchmark, ScoringContext
-from datamind_ext.evaluation.benchmarks.tablebench_metrics import official_score, parse_final_answer
+from datamind_ext.evaluation.benchmarks.tablebench_metrics import (
+    official_score,
+    parse_final_answer,
+)
 from datamind_ext.evaluation.files import find_file, read_jsonl, require_keys
 from datamind_ext.evaluation.items import EvalItem, Response, Score
 from datamind_ext.evaluation.paper_protocol import judge_or_rule
