@@ -354,12 +354,15 @@ def _spread(rng, s, prof, out):
 
 
 def _top_share(rng, s, prof, out):
+    if s.measure.startswith("average"):  # a share of a sum of averages means nothing
+        return None
     ns = State(out, "number", s.numeric, s.categorical, s.dates, None, set(s.used_cats), s.measure)
     lab = s.group_word or s.label_col or "group"
     return Step("top_share", "distribution_analysis", f"{out} = {s.var}.max() / {s.var}.sum() * 100\nprint(round(float({out}), 2))",
                 f"I divide the largest {s.measure} by the sum over all {lab} values.",
                 "take the largest group's share of the total",
-                f"what percentage of the overall total does the top {lab} account for (by {s.measure})?", ns)
+                f"what percentage of the overall total does the top {lab} account for (by {s.measure})?", ns,
+                check=f"if ({s.var}.round(2) == round({s.var}.max(), 2)).sum() > 1:\n    {_raise('tie')}")
 
 
 # ---------------------------------------------------------------- table → number / label
