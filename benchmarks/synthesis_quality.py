@@ -31,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 from datamind_ext.synthesis import pipeline
-from datamind_ext.synthesis.audit import audit_tasks, roles_by_table, task_problems
+from datamind_ext.synthesis.audit import audit_tasks, task_problems
 from datamind_ext.synthesis.config import SynthConfig
 from datamind_ext.synthesis.programs import make_task_specs
 from datamind_ext.synthesis.store import JsonlStore

@@ -15,7 +15,12 @@ import pytest
 
 from datamind_ext.interpreter import SessionProvider
 from datamind_ext.synthesis.expert import ground_truths
-from datamind_ext.synthesis.profile import ProfileFailure, TableProfile, profile_file, read_table
+from datamind_ext.synthesis.profile import (
+    ProfileFailure,
+    TableProfile,
+    profile_file,
+    read_table,
+)
 from datamind_ext.synthesis.programs import MEASURE_ROLES, make_task_specs
 
 
@@ -142,8 +147,8 @@ def test_second_run_on_the_same_out_fails_at_once(tmp_path: Path) -> None:
     from datamind_ext.synthesis.lock import out_lock
 
     out = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom datamind_ext.synthesis.lock import out_lock\n"
-                               f"with out_lock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
+    holder = subprocess.Popen([sys.executable, "-c", ("import sys, time\nfrom datamind_ext.synthesis.lock import out_lock\n"
+                               f"with out_lock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)")],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -165,7 +170,11 @@ def test_second_run_on_the_same_out_fails_at_once(tmp_path: Path) -> None:
 def test_audit_flags_misused_measures_and_bad_golds_and_filter_drops_them(tmp_path: Path) -> None:
     """The audit's checks on a hand-made set (one good task, one averaging an id, one NaN gold, one
     LLM task whose code sums a year), then the same checks as ``synth filter`` drops."""
-    from datamind_ext.synthesis.audit import audit_tasks, question_template, task_problems
+    from datamind_ext.synthesis.audit import (
+        audit_tasks,
+        question_template,
+        task_problems,
+    )
 
     roles = {"t": {"id": "identifier", "price": "measure", "year": "year", "shop": "category"}}
     profiles = [{"profiles": [{"key": "t", "columns": [{"name": k, "role": v} for k, v in roles["t"].items()]}]}]

@@ -23,8 +23,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from datamind_ext.synthesis.roles import MEASURE_ROLES
-
 #: pandas calls that treat a column as a quantity
 _STAT_CALL = re.compile(r"\[\s*(['\"])(?P<col>[^'\"]+)\1\s*\]\s*\.\s*(?:mean|sum|std|var|median|skew|kurt|corr|cumsum|quantile)\s*\(")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?![\w])")

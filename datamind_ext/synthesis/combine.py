@@ -59,8 +59,8 @@ def sqlite_joins(path: Path, profiles: list[TableProfile], max_rows: int) -> lis
                 title = f"{child.table} joined to {parent.table} on {fk['column']}"
                 out.append(_make(path, child.path, "sqlite", digest, f"{child.table}+{parent.table}", df,
                                  {"sql": sql, "title": title}, n, True, 0,
-                                 notes=[f"join along the foreign key {child.table}.{fk['column']} → "
-                                        f"{parent.table}.{fk['other_column']}"]))
+                                 notes=[(f"join along the foreign key {child.table}.{fk['column']} → "
+                                         f"{parent.table}.{fk['other_column']}")]))
     finally:
         con.close()
     return out

@@ -230,7 +230,7 @@ def _derive_ratio(rng, s, prof, out):
 #: names of quantities that other quantities are commonly expressed per (a rate's denominator)
 _DENOMINATOR = re.compile(r"(pop|population|total|area|count|^n$|^n_|number|size|households|units|qty|quantity|hours|"
                           r"days|weeks|months|years|minutes|seconds|duration|time|distance|miles|km|weight|wt|mass|"
-                          r"employees|staff|members|seats|sales|revenue|income|gdp|capital|value|assets)", re.I)
+                          r"employees|staff|members|seats|sales|revenue|income|gdp|capital|value|assets)", re.IGNORECASE)
 
 
 def _tokens(name: str) -> set[str]:

@@ -33,13 +33,13 @@ MEASURE_ROLES: frozenset[str] = frozenset({"measure", "count"})
 #: roles a group-by may take
 GROUP_ROLES: frozenset[str] = frozenset({"category", "binary", "ordinal", "year"})
 
-_INDEX_NAMES = re.compile(r"^(unnamed: ?\d+|index|idx|rownames|row ?(no|num|number)?|x|#|no\.?|obs)$", re.I)
+_INDEX_NAMES = re.compile(r"^(unnamed: ?\d+|index|idx|rownames|row ?(no|num|number)?|x|#|no\.?|obs)$", re.IGNORECASE)
 _ID_NAME = re.compile(r"(^id$|[ _.\-]id$|[a-z]Id$|ID$|^id[ _.\-]|_key$|^key$|^uuid|^code$|_code$|\bcode$|zip|fips|isbn|phone"
                       r"|(?i:^seqn?$|_seq$|^(subject|patient|person|participant|respondent)s?$))")
-_YEAR_NAME = re.compile(r"(year|yr\b|^yr|season|cohort|vintage)", re.I)
-_COUNT_NAME = re.compile(r"(^n_|^num|count|number|total|^n$|freq|deaths|cases|births|visits|children|kids|pop)", re.I)
-_ORDINAL_NAME = re.compile(r"(rank|level|grade|rating|stage|class|educ|scale|likert|tier|quality|satisf)", re.I)
-_CALENDAR_NAME = re.compile(r"^(month|mon|day|dow|weekday|hour|quarter|qtr|week|wk)$", re.I)
+_YEAR_NAME = re.compile(r"(year|yr\b|^yr|season|cohort|vintage)", re.IGNORECASE)
+_COUNT_NAME = re.compile(r"(^n_|^num|count|number|total|^n$|freq|deaths|cases|births|visits|children|kids|pop)", re.IGNORECASE)
+_ORDINAL_NAME = re.compile(r"(rank|level|grade|rating|stage|class|educ|scale|likert|tier|quality|satisf)", re.IGNORECASE)
+_CALENDAR_NAME = re.compile(r"^(month|mon|day|dow|weekday|hour|quarter|qtr|week|wk)$", re.IGNORECASE)
 _TRUE_FALSE = {"0", "1", "true", "false", "yes", "no", "y", "n", "t", "f"}
 #: share of sampled text values that must parse as dates for a column to be a date
 DATE_PARSE_RATE = 0.9
@@ -114,7 +114,7 @@ def _numeric_role(nonnull: pd.Series, name: str, n: int, uniq: int) -> RoleInfo:
         return RoleInfo("identifier", f"name {name!r} reads as a key or code")
     if integral and _is_consecutive_index(nonnull) and n > 20:
         return RoleInfo("identifier", "unique consecutive integers in row order: a row index")
-    if integral and re.match(r"^(year|yr)$", name.strip(), re.I):
+    if integral and re.match(r"^(year|yr)$", name.strip(), re.IGNORECASE):
         return RoleInfo("year", f"name {name!r}: calendar years (possibly written with two digits)")
     if integral and nonnull.between(1700, 2100).all():
         if _YEAR_NAME.search(name):
