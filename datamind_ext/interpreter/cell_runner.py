@@ -151,6 +151,10 @@ def _setup_process(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, str
     if os.getppid() != zygote_pid:
         os._exit(70)
     sandbox.set_no_new_privs()
+    try:  # here, off the session's start path (spares are made ahead), after the last mount
+        facts["seccomp"] = seccomp.install()
+    except OSError as exc:
+        facts["seccomp"] = f"off: {exc}"
     os.environ.clear()
     return facts, out_fd
 
@@ -180,10 +184,6 @@ def _assign(spec: dict[str, Any], msg: dict[str, Any], facts: dict[str, str]) ->
         )
     except OSError as exc:
         facts["filesystem_view"] = f"off: uid permissions and the audit hook only: {exc}"
-    try:
-        facts["seccomp"] = seccomp.install()
-    except OSError as exc:
-        facts["seccomp"] = f"off: {exc}"
     sys.argv = [""]
     sys.path = [p for p in sys.path if p and p != spec["pool_root"]]  # the working directory is not importable
     g: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}

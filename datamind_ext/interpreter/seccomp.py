@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import platform
+import os
 import struct
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -84,21 +84,23 @@ def _program() -> list[tuple[int, int, int, int]]:
     return prog
 
 
+_MACHINE = os.uname().machine
+# Built once, when the zygote imports this module: a session only makes the two prctl calls.
+_PROGRAM = _program()
+_FILTER = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *ins) for ins in _PROGRAM))
+_FPROG = ctypes.create_string_buffer(struct.pack("@HP", len(_PROGRAM), ctypes.addressof(_FILTER)))
+
+
 def install() -> str:
     """Install the filter on this thread (inherited by every thread and process it starts).
 
     Needs no_new_privs or CAP_SYS_ADMIN. Returns what is in force; raises OSError if not.
     """
-    if platform.machine() != "x86_64":
-        raise OSError(f"the seccomp filter is written for x86-64, not {platform.machine()}")
-    prog = _program()
-    raw = b"".join(struct.pack("=HBBI", *ins) for ins in prog)
-    filt = ctypes.create_string_buffer(raw, len(raw))
-    fprog = struct.pack("@HP", len(prog), ctypes.addressof(filt))
-    fbuf = ctypes.create_string_buffer(fprog, len(fprog))
+    if _MACHINE != "x86_64":
+        raise OSError(f"the seccomp filter is written for x86-64, not {_MACHINE}")
     if _libc.prctl(38, ctypes.c_ulong(1), 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
         raise OSError(ctypes.get_errno(), "no_new_privs")
-    if _libc.prctl(22, ctypes.c_ulong(2), fbuf, 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+    if _libc.prctl(22, ctypes.c_ulong(2), _FPROG, 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
         err = ctypes.get_errno()
         raise OSError(err, f"seccomp filter refused: {errno.errorcode.get(err, err)}")
     return f"seccomp: no new namespaces, only AF_UNIX/INET/INET6 sockets (netlink, vsock denied), {len(DENIED)} syscalls denied"
