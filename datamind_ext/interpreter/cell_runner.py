@@ -277,8 +277,7 @@ def _kill_strays(uid_mode: bool) -> None:
 
 
 def _run_cell(g: dict[str, Any], req: dict[str, Any], cap: capture.BoundedText, out_fd: int, uid_mode: bool, guard: Guard) -> dict[str, Any]:
-    me = os.getpid()
-    guard.restore()
+    me = os.getpid()  # (the guard restored the machinery after the previous cell; no thread outlives a cell)
     cap.reset()
     max_chars = cap.max_chars
     code, name = req["code"], f"<cell-{req['cell']}>"
@@ -369,6 +368,7 @@ def session_main(sock: socket.socket, spec: dict[str, Any], zygote_pid: int) -> 
         streams = (cap, cap, open(os.devnull, encoding="utf-8"))  # noqa: SIM115
         guard = Guard(g, _HANDLERS, out_fd, streams)
         guard.protect(sys.modules[__name__], capture, procs, wire, sqltools, observation)
+        guard.restore()  # installs the capture streams
         wire.send_sync(sock, {"ready": True, "pid": os.getpid(), "isolation": facts})
         while True:
             try:
