@@ -6,6 +6,7 @@ falls back to a default, the failure mode of verl's legacy reward keys.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,3 +60,27 @@ def read_yaml(path: str | Path) -> Any:
 def load_config(model: type[M], path: str | Path) -> M:
     """Load and validate a YAML config file."""
     return parse_config(model, read_yaml(path), str(path))
+
+
+def apply_overrides(raw: Any, overrides: Sequence[str], where: str) -> Any:
+    """``raw`` with dotted ``key=value`` overrides merged in, as ``datamind-ext sft`` applies them
+    (``datamind-ext run`` to a recipe, ``datamind-ext eval`` to its run settings).
+
+    Why OmegaConf's dot-list: it is the syntax verl and LLaMA-Factory users already type
+    (``rl.overrides=[trainer.nnodes=1,...]``, ``eval.k=3``); values are parsed as YAML.
+    """
+    if not overrides:
+        return raw
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    bad = [o for o in overrides if "=" not in o or o.startswith("=")]
+    if bad:
+        raise UserError(f"overrides must be key=value, got: {' '.join(bad)}")
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: the settings must be a mapping")
+    try:
+        merged = OmegaConf.merge(OmegaConf.create(raw), OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as err:
+        raise UserError(f"{where}: cannot apply overrides {' '.join(overrides)}: {str(err).splitlines()[0]}") from None
+    return OmegaConf.to_container(merged, resolve=False)

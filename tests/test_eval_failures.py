@@ -142,3 +142,16 @@ def test_plot_reads_when_every_score_is_zero(tmp_path):
 
     img = matplotlib.image.imread(path)
     assert img.shape[0] > 100 and img.std() > 0  # drawn, not blank
+
+
+def test_key_value_overrides_change_the_run_settings_and_typos_are_named(dabench, tmp_path, capsys):
+    r = tmp_path / "r.jsonl"
+    r.write_text(json.dumps({"id": 1, "response": "@mean_units[10.00]"}) + "\n")
+    out = tmp_path / "out"
+    argv = ["eval", "dabench", "--data", str(dabench), "--responses", str(r), "--out", str(out), "--no-progress"]
+    assert main([*argv, "sql_timeout_s=5"]) == 0
+    assert json.loads((out / "run.json").read_text())["settings"]["sql_timeout_s"] == 5.0
+    capsys.readouterr()
+    assert main([*argv, "--restart", "sql_timeot_s=5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown key 'sql_timeot_s'" in err

@@ -1,7 +1,7 @@
 """``datamind-ext eval``: score a benchmark, from responses produced elsewhere or by running the agent.
 
     datamind-ext eval BENCH --data DIR --responses FILE --out DIR
-    datamind-ext eval BENCH --data DIR --model NAME --base-url URL [--k 3] --out DIR
+    datamind-ext eval BENCH --data DIR --model NAME --base-url URL [--k 3] --out DIR [key=value ...]
     datamind-ext eval report --runs OUT_DIR [OUT_DIR ...] --out DIR
     datamind-ext eval contamination --train SYNTH_OUT --bench BENCH --data DIR [--out DIR]
 """
@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var with the server's API key, if any")
     p.add_argument("--config", help="YAML run settings (default: eval/BENCH/config.yaml values built in)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="changes to the run settings, as for 'datamind-ext run', e.g. k=1 budgets.max_turns=8")
     p.add_argument("--k", type=int, help="runs per question (default from config: 3)")
     p.add_argument("--concurrency", type=int, help="episodes in flight at once")
     p.add_argument("--limit", type=int, help="only the first N questions (smoke runs)")

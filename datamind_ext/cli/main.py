@@ -30,7 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Why parse_known_args: argparse binds a trailing ``nargs="*"`` positional (the ``key=value``
+    # overrides of run/sft/eval) as soon as it meets the first option, so overrides written after
+    # the options (``eval dabench --data D --out O k=1``) would be "unrecognized"; they are taken here.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(t.startswith("-") or "=" not in t for t in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*(args.overrides or []), *extra]
     try:
         return int(args.handler(args) or 0)
     except UserError as err:

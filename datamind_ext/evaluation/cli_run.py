@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from datamind_ext.config import load_config
+from datamind_ext.config import apply_overrides, parse_config, read_yaml
 from datamind_ext.errors import UserError
 from datamind_ext.evaluation.benchmark import ScoringContext, get_benchmark
 from datamind_ext.evaluation.config import EvalConfig
@@ -21,7 +21,10 @@ from datamind_ext.evaluation.runner import clear_run, run_benchmark, settings_di
 
 
 def _config(args: argparse.Namespace) -> EvalConfig:
-    cfg = load_config(EvalConfig, args.config) if args.config else EvalConfig()
+    overrides = list(getattr(args, "overrides", None) or [])
+    where = (args.config or "the run settings") + (" (with overrides)" if overrides else "")
+    raw = read_yaml(args.config) if args.config else {}
+    cfg = parse_config(EvalConfig, apply_overrides(raw if raw is not None else {}, overrides, where), where)
     if cfg.benchmark is not None and cfg.benchmark != args.bench:
         raise UserError(f"{args.config}: is for benchmark {cfg.benchmark!r}, not {args.bench!r}")
     if args.k is not None:

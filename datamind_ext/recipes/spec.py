@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from datamind_ext.config import StrictModel, parse_config, read_yaml
+from datamind_ext.config import StrictModel, apply_overrides, parse_config, read_yaml
 from datamind_ext.errors import UserError
 
 STAGES: tuple[str, ...] = ("model", "synth", "sft", "rl", "eval")
@@ -110,29 +110,6 @@ class RecipeSpec(StrictModel):
     sft: SftSpec
     rl: RlSpec
     eval: EvalSpec = Field(default_factory=EvalSpec)
-
-
-def apply_overrides(raw: Any, overrides: Sequence[str], where: str) -> Any:
-    """``raw`` with dotted ``key=value`` overrides merged in, as ``datamind-ext sft`` applies them.
-
-    Why OmegaConf's dot-list: it is the syntax verl and LLaMA-Factory users already type
-    (``rl.overrides=[trainer.nnodes=1,...]``, ``eval.k=3``); values are parsed as YAML.
-    """
-    if not overrides:
-        return raw
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    bad = [o for o in overrides if "=" not in o or o.startswith("=")]
-    if bad:
-        raise UserError(f"overrides must be key=value, got: {' '.join(bad)}")
-    if not isinstance(raw, dict):
-        raise UserError(f"{where}: a recipe must be a mapping")
-    try:
-        merged = OmegaConf.merge(OmegaConf.create(raw), OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as err:
-        raise UserError(f"{where}: cannot apply overrides {' '.join(overrides)}: {str(err).splitlines()[0]}") from None
-    return OmegaConf.to_container(merged, resolve=False)
 
 
 def load_recipe(recipe: Path, overrides: Sequence[str] = ()) -> tuple[RecipeSpec, Path]:
