@@ -36,10 +36,12 @@ def test_real_tables_profile_roles_and_audit(tmp_path: Path, capsys: pytest.Capt
     roles = {}
     for line in (out / "profiles.jsonl").read_text().splitlines():
         for p in json.loads(line).get("profiles", []):
-            roles.update({c["name"]: c["role"] for c in p["columns"]})
-    assert roles["Unnamed: 0"] == "identifier"  # the row index is never a measure
-    assert roles["species"] == "category" and roles["sex"] == "binary"
-    assert roles["alcohol"] == "measure" and roles["sepal length (cm)"] == "measure"
+            roles.update({(Path(p["path"]).name, c["name"]): c["role"] for c in p["columns"]})
+    assert roles["linnerud.tsv", "Unnamed: 0"] == "identifier"  # the row index is never a measure
+    assert roles["iris.xlsx", "species"] == "category" and roles["diabetes.sqlite", "sex"] == "binary"
+    assert roles["wine.csv", "target"] == "category"  # cultivar classes written 0, 1, 2
+    assert roles["diabetes.sqlite", "target"] in ("measure", "count")  # disease progression, 214 values
+    assert roles["wine.csv", "alcohol"] == "measure" and roles["iris.xlsx", "sepal length (cm)"] == "measure"
     assert main(["synth", "audit", str(out)]) == 0
     capsys.readouterr()
     rep = json.loads((out / "audit.json").read_text())

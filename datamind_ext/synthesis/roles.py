@@ -39,6 +39,9 @@ _ID_NAME = re.compile(r"(^id$|[ _.\-]id$|[a-z]Id$|ID$|^id[ _.\-]|_key$|^key$|^uu
 _YEAR_NAME = re.compile(r"(year|yr\b|^yr|season|cohort|vintage)", re.IGNORECASE)
 _COUNT_NAME = re.compile(r"(^n_|^num|count|number|total|^n$|freq|deaths|cases|births|visits|children|kids|pop)", re.IGNORECASE)
 _ORDINAL_NAME = re.compile(r"(rank|level|grade|rating|stage|class|educ|scale|likert|tier|quality|satisf)", re.IGNORECASE)
+#: names under which small integer sets are class labels (ML exports write classes as 0, 1, 2, ...)
+_LABEL_NAME = re.compile(r"(^(target|label|labels|y|class|cluster|outcome|diagnosis)$|_(label|class|cluster)$"
+                         r"|^(label|class|cluster)_)", re.IGNORECASE)
 _CALENDAR_NAME = re.compile(r"^(month|mon|day|dow|weekday|hour|quarter|qtr|week|wk)$", re.IGNORECASE)
 _TRUE_FALSE = {"0", "1", "true", "false", "yes", "no", "y", "n", "t", "f"}
 #: share of sampled text values that must parse as dates for a column to be a date
@@ -125,6 +128,8 @@ def _numeric_role(nonnull: pd.Series, name: str, n: int, uniq: int) -> RoleInfo:
         return RoleInfo("binary", f"two values {sorted(map(str, nonnull.unique()))}: a two-level code")
     if integral and _CALENDAR_NAME.match(name.strip()) and nonnull.between(0, 53).all():
         return RoleInfo("ordinal", f"name {name!r}: a calendar field (an ordered code, not a quantity)")
+    if integral and uniq <= 10 and n >= 3 * uniq and _LABEL_NAME.search(name.strip()):
+        return RoleInfo("category", f"name {name!r} with {uniq} integer values: class labels, not a quantity")
     if integral and uniq <= 10 and n >= 3 * uniq and not _COUNT_NAME.search(name):
         lo, hi = int(nonnull.min()), int(nonnull.max())
         # codes usually start at 1 (1..5 ratings); counts include 0 (0..6 absences)
