@@ -25,12 +25,7 @@ from datamind_ext.rewards.dabench import match_dabench
 from datamind_ext.rewards.judge import JudgeClient, JudgeUnavailableError
 from datamind_ext.rewards.match import match_answer, match_choice
 from datamind_ext.rewards.result import MatchResult
-from datamind_ext.rewards.tables import (
-    compare_rows,
-    compare_tables,
-    read_csv_rows,
-    run_sql_rows,
-)
+from datamind_ext.rewards.tables import compare_result_file, compare_tables, run_sql_rows
 from datamind_ext.rewards.values import as_text
 
 if TYPE_CHECKING:
@@ -143,13 +138,7 @@ def _sql_match(s: Sample, ctx: ScoreContext) -> MatchResult:
             gold_rows = run_sql_rows(info.db_path, info.gold_sql)
         except Exception as err:  # noqa: BLE001
             return MatchResult(False, f"gold_sql_failed:{type(err).__name__}")
-        try:
-            pred_rows = read_csv_rows(pred_path)
-        except FileNotFoundError:
-            return MatchResult(False, "result_file_missing")
-        except Exception as err:  # noqa: BLE001
-            return MatchResult(False, f"result_unreadable:{type(err).__name__}")
-        return compare_rows(pred_rows, gold_rows, abs_tol=tol)
+        return compare_result_file(pred_path, gold_rows, abs_tol=tol)
     return MatchResult(False, "sql_no_gold")
 
 

@@ -109,6 +109,12 @@ def compare_tables(pred_csv_path: str | Path, gold_csv_path: str | Path, *, abs_
         gold = read_csv_rows(gold_csv_path)
     except Exception as err:  # noqa: BLE001
         return MatchResult(False, f"gold_unreadable:{type(err).__name__}")
+    return compare_result_file(pred_csv_path, gold, abs_tol=abs_tol)
+
+
+def compare_result_file(pred_csv_path: str | Path, gold: Sequence[Sequence[object]], *,
+                        abs_tol: float = 1e-2) -> MatchResult:
+    """Compare a predicted result CSV with gold rows; a missing or unreadable file is a named failure."""
     try:
         pred = read_csv_rows(pred_csv_path)
     except FileNotFoundError:

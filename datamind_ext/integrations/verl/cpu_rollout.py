@@ -48,8 +48,9 @@ class HFRolloutServer:
         if http:
             from datamind_ext.generation.server import BackgroundServer
 
-            host = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
-            self.http = BackgroundServer(self.engine, host=host).start()
+            # Loopback only: this CPU backend serves agent loops on its own machine (tests, the CPU
+            # quickstart); binding the node's IP would expose the server on an external interface.
+            self.http = BackgroundServer(self.engine, host="127.0.0.1").start()
         self.global_steps: int | None = None
 
     def address(self) -> str:
