@@ -33,8 +33,9 @@ from pathlib import Path
 from datamind_ext.synthesis import pipeline
 from datamind_ext.synthesis.audit import audit_tasks, task_problems
 from datamind_ext.synthesis.config import SynthConfig
-from datamind_ext.synthesis.programs import make_task_specs
-from datamind_ext.synthesis.store import JsonlStore
+from datamind_ext.synthesis.programs import TaskSpec, make_task_specs
+from datamind_ext.synthesis.records import ProfileRecord, TaskRecord
+from datamind_ext.synthesis.store import read_records
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSITION_RULES = ("derived_column_unused", "no_applicable_chain", "duplicate_program", "table_too_small")
@@ -52,7 +53,7 @@ def role_blind_misuse(cfg: SynthConfig) -> tuple[int, int]:
                                                  else c for c in p.columns]})
         for s in make_task_specs(blind, cfg.tasks_per_table, cfg.seed, cfg.min_depth, cfg.max_depth):
             total += 1
-            bad += "measure_misuse" in task_problems(s.model_dump(), "1", roles[p.key])
+            bad += "measure_misuse" in task_problems(s, "1", roles[p.key])
     return bad, total
 
 
@@ -75,12 +76,12 @@ def main() -> None:
         counts = asyncio.run(pipeline.run_tasks(cfg))
         t2 = time.perf_counter()
         load = os.getloadavg()
-        tasks = list(JsonlStore(pipeline.out_path(cfg, pipeline.TASKS)).records())
-        profiles = list(JsonlStore(pipeline.out_path(cfg, pipeline.PROFILES)).records())
-        rep = audit_tasks(tasks, profiles)
-        n_files = len({r["file"] for r in profiles})
+        tasks = list(read_records(pipeline.out_path(cfg, pipeline.TASKS), TaskRecord))
+        profile_records = list(read_records(pipeline.out_path(cfg, pipeline.PROFILES), ProfileRecord))
+        rep = audit_tasks(tasks, [p for r in profile_records for p in r.profiles])
+        n_files = len({r.file for r in profile_records})
         blind_bad, blind_total = role_blind_misuse(cfg)
-        ablation_runs = sum(len(t["spec"].get("ablations", [])) for t in tasks if "spec" in t)
+        ablation_runs = sum(len(t.spec.ablations) for t in tasks if isinstance(t.spec, TaskSpec))
     n_cand = len(tasks)
     kept = rep["tasks"]
     rejected = sum(rep["rejected_by_rule"].values())

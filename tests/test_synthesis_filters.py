@@ -12,7 +12,11 @@ from datamind_ext.synthesis.filters import (
     language_problem,
     rule_problem,
 )
-from datamind_ext.synthesis.store import JsonlStore, content_key
+from datamind_ext.synthesis.store import JsonlStore, StoredRecord, content_key
+
+
+class _Rec(StoredRecord):
+    v: int
 
 
 def _traj(answer: str = "42", obs: str = "The code ran successfully:\n42", think: str = "I compute it.", tid: str = "t") -> Trajectory:
@@ -56,14 +60,14 @@ def test_self_consistency_uses_the_rewards_matcher() -> None:
 
 def test_store_repairs_a_torn_last_line_and_never_duplicates(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
-    with JsonlStore(path) as s:
-        assert s.append({"key": "a", "v": 1}) and not s.append({"key": "a", "v": 2})
-        s.append({"key": "b", "v": 2})
+    with JsonlStore(path, _Rec) as s:
+        assert s.append(_Rec(key="a", v=1)) and not s.append(_Rec(key="a", v=2))
+        s.append(_Rec(key="b", v=2))
     with open(path, "a") as f:
         f.write('{"key": "c", "v"')  # a kill -9 in the middle of a write
-    s2 = JsonlStore(path)
+    s2 = JsonlStore(path, _Rec)
     assert s2.keys == {"a", "b"}
-    s2.append({"key": "c", "v": 3})
+    s2.append(_Rec(key="c", v=3))
     s2.close()
     lines = path.read_text().splitlines()
     assert [json.loads(x)["key"] for x in lines] == ["a", "b", "c"]

@@ -175,27 +175,33 @@ def test_audit_flags_misused_measures_and_bad_golds_and_filter_drops_them(tmp_pa
         question_template,
         task_problems,
     )
+    from datamind_ext.synthesis.profile import ColumnProfile
+    from datamind_ext.synthesis.programs import Cell, TaskSpec
+    from datamind_ext.synthesis.records import TaskRecord
 
     roles = {"t": {"id": "identifier", "price": "measure", "year": "year", "shop": "category"}}
-    profiles = [{"profiles": [{"key": "t", "columns": [{"name": k, "role": v} for k, v in roles["t"].items()]}]}]
+    columns = [ColumnProfile(name=k, kind="numeric", dtype="float64", missing=0, n_unique=5, role=v) for k, v in roles["t"].items()]
+    profiles = [TableProfile(key="t", path="t.csv", format="csv", n_rows=5, rows_sampled=5, n_cols=4, columns=columns,
+                             sample_rows=[], file_bytes=100)]
 
-    def task(q: str, gold: str, measures: list[str], source: str = "programmatic", code: str = "") -> dict:
-        spec = {"question": q, "table_key": "t", "table_label": "t.csv", "category": "aggregation", "depth": 1,
-                "source": source, "chain": [{"op": "mean", "measures": measures}] if source == "programmatic" else [],
-                "cells": [{"code": code}], "verify_code": "x", "answer_kind": "number"}
-        return {"key": q, "status": "ok", "gold": gold, "spec": spec}
+    def task(q: str, gold: str, measures: list[str], source: str = "programmatic", code: str = "") -> TaskRecord:
+        spec = TaskSpec(key=q, question=q, table_key="t", table_label="t.csv", category="aggregation", depth=1,
+                        difficulty="easy", file_format="csv", files=["t.csv"], seed=0, source=source,
+                        chain=[{"op": "mean", "measures": measures}] if source == "programmatic" else [],
+                        cells=[Cell(think="", code=code)], verify_code="x", answer_kind="number")
+        return TaskRecord(key=q, status="ok", gold=gold, spec=spec)
 
     tasks = [task("In t.csv: what is the mean price?", "3.5", ["price"]),
              task("In t.csv: what is the mean id?", "7.5", ["id"]),
              task("In t.csv: what is the mean price of shop 'A'?", "nan", ["price"]),
              task("What is the total year?", "40000", [], "llm", "x = df['year'].sum()\nprint(x)"),
-             {"key": "r", "status": "rejected", "reason": "ill_posed:tie", "spec": {}}]
+             TaskRecord(key="r", status="rejected", reason="ill_posed:tie")]
     rep = audit_tasks(tasks, profiles)
     assert rep["checks"]["measure_misuse"]["count"] == 2 and rep["checks"]["nan_answer"]["count"] == 1
     assert rep["rejected_by_rule"] == {"ill_posed:tie": 1} and rep["tasks"] == 4
     assert question_template("In t.csv: what is the mean price above 3.5 for 'A'?", ["price"], "t.csv") == \
         "In <file>: what is the mean <col> above <num> for <val>?"
-    assert task_problems(tasks[0]["spec"], "0.001", roles["t"]) == ["zero_answer"]
+    assert task_problems(tasks[0].task, "0.001", roles["t"]) == ["zero_answer"]
 
 
 def test_synth_audit_cli_writes_markdown_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from datamind_ext.synthesis.profile import TableProfile
+from datamind_ext.synthesis.programs import TaskSpec
+from datamind_ext.synthesis.records import ProfileRecord, TaskRecord
+from datamind_ext.synthesis.store import read_records
+
 #: pandas calls that treat a column as a quantity
 _STAT_CALL = re.compile(r"\[\s*(['\"])(?P<col>[^'\"]+)\1\s*\]\s*\.\s*(?:mean|sum|std|var|median|skew|kurt|corr|cumsum|quantile)\s*\(")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?![\w])")
@@ -30,21 +35,17 @@ _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 MISUSED_ROLES = frozenset({"identifier", "year", "binary", "ordinal", "date", "text", "category"})
 
 
-def roles_by_table(profile_records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    """{table key: {column: role}} from the records of ``profiles.jsonl``."""
-    out: dict[str, dict[str, str]] = {}
-    for rec in profile_records:
-        for p in rec.get("profiles", []):
-            out[p["key"]] = {c["name"]: c.get("role", "text") for c in p["columns"]}
-    return out
+def roles_by_table(profiles: list[TableProfile]) -> dict[str, dict[str, str]]:
+    """{table key: {column: role}} of the profiled tables."""
+    return {p.key: {c.name: c.role for c in p.columns} for p in profiles}
 
 
-def measures_used(spec: dict[str, Any]) -> list[str]:
+def measures_used(spec: TaskSpec) -> list[str]:
     """Columns a task uses as quantities: declared by programmatic steps, else scanned from code."""
-    declared = [m for link in spec.get("chain") or [] for m in link.get("measures") or []]
-    if declared or spec.get("source", "programmatic") == "programmatic":
+    declared = [m for link in spec.chain for m in link.get("measures") or []]
+    if declared or spec.source == "programmatic":
         return declared
-    code = "\n".join(c.get("code", "") for c in spec.get("cells") or [])
+    code = "\n".join(c.code for c in spec.cells)
     return [m.group("col") for m in _STAT_CALL.finditer(code)]
 
 
@@ -55,7 +56,7 @@ def _is_number(text: str) -> float | None:
         return None
 
 
-def task_problems(spec: dict[str, Any], gold: str | None, roles: dict[str, str]) -> list[str]:
+def task_problems(spec: TaskSpec, gold: str | None, roles: dict[str, str]) -> list[str]:
     """Every named check the task fails (empty: the task passes)."""
     problems = []
     misused = [m for m in measures_used(spec) if roles.get(m) in MISUSED_ROLES]
@@ -64,7 +65,7 @@ def task_problems(spec: dict[str, Any], gold: str | None, roles: dict[str, str])
     x = _is_number(gold or "")
     if (gold or "").strip().lower() in ("", "nan", "none", "inf", "-inf", "nat", "<na>") or (x is not None and not math.isfinite(x)):
         problems.append("nan_answer")
-    elif x is not None and round(x, 2) == 0 and spec.get("answer_kind") != "label":  # a label "0" is a group key
+    elif x is not None and round(x, 2) == 0 and spec.answer_kind != "label":  # a label "0" is a group key
         problems.append("zero_answer")
     return problems
 
@@ -89,26 +90,26 @@ def answer_type(gold: str) -> str:
     return "integer" if re.fullmatch(r"[-+]?\d+", g) else "decimal"
 
 
-def audit_tasks(tasks: list[dict[str, Any]], profile_records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Figures over the kept tasks (``status == "ok"`` records of ``tasks.jsonl``)."""
-    roles = roles_by_table(profile_records)
+def audit_tasks(tasks: list[TaskRecord], profiles: list[TableProfile]) -> dict[str, Any]:
+    """Figures over the kept tasks (``ok`` records of ``tasks.jsonl``), rejections by rule."""
+    roles = roles_by_table(profiles)
     cols = {k: list(v) for k, v in roles.items()}
-    kept = [t for t in tasks if t.get("status") == "ok"]
+    kept = [t for t in tasks if t.status == "ok"]
     problems: Counter[str] = Counter()
     templates: Counter[str] = Counter()
     examples: dict[str, list[str]] = {}
     for t in kept:
-        spec = t["spec"]
-        for p in task_problems(spec, t.get("gold"), roles.get(spec.get("table_key", ""), {})):
+        spec = t.task
+        for p in task_problems(spec, t.gold, roles.get(spec.table_key, {})):
             problems[p] += 1
-            examples.setdefault(p, []).append(spec["question"])
-        composed = [link for link in spec.get("chain") or [] if link.get("op")]
-        if len(composed) > 1 and not spec.get("verify_code"):
+            examples.setdefault(p, []).append(spec.question)
+        composed = [link for link in spec.chain if link.get("op")]
+        if len(composed) > 1 and not spec.verify_code:
             problems["unverified_steps"] += 1
-        templates[question_template(spec["question"], cols.get(spec.get("table_key", ""), []), spec.get("table_label", ""))] += 1
+        templates[question_template(spec.question, cols.get(spec.table_key, []), spec.table_label)] += 1
     n = len(kept)
     top10 = sum(c for _, c in templates.most_common(10))
-    rejected = Counter((t.get("reason") or "unknown") for t in tasks if t.get("status") == "rejected")
+    rejected = Counter((t.reason or "unknown") for t in tasks if t.status == "rejected")
     by_rule: Counter[str] = Counter()
     for reason, c in rejected.items():
         parts = reason.split(":")
@@ -120,9 +121,9 @@ def audit_tasks(tasks: list[dict[str, Any]], profile_records: list[dict[str, Any
                    for name in ("measure_misuse", "nan_answer", "zero_answer", "unverified_steps")},
         "templates": {"distinct": len(templates), "top10_share": round(top10 / n, 4) if n else 0.0,
                       "most_common": [{"template": k, "count": v} for k, v in templates.most_common(5)]},
-        "answers_by_type": dict(Counter(answer_type(t.get("gold") or "") for t in kept).most_common()),
-        "by_category": dict(sorted(Counter(t["spec"].get("category", "?") for t in kept).items())),
-        "by_depth": dict(sorted(Counter(str(t["spec"].get("depth", 0)) for t in kept).items())),
+        "answers_by_type": dict(Counter(answer_type(t.gold or "") for t in kept).most_common()),
+        "by_category": dict(sorted(Counter(t.task.category for t in kept).items())),
+        "by_depth": dict(sorted(Counter(str(t.task.depth) for t in kept).items())),
         "rejected_by_rule": dict(by_rule.most_common()),
     }
 
@@ -146,13 +147,12 @@ def audit_markdown(report: dict[str, Any]) -> str:
 def run_audit(out: str | Path) -> dict[str, Any]:
     """Audit ``OUT/tasks.jsonl``; write ``OUT/audit.md`` and ``OUT/audit.json``."""
     from datamind_ext.errors import UserError
-    from datamind_ext.synthesis.store import JsonlStore
 
     folder = Path(out)
     if not (folder / "tasks.jsonl").exists():
         raise UserError(f"no tasks in {folder}: run `datamind-ext synth tasks` first")
-    report = audit_tasks(list(JsonlStore(folder / "tasks.jsonl").records()),
-                         list(JsonlStore(folder / "profiles.jsonl").records()))
+    profiles = [p for rec in read_records(folder / "profiles.jsonl", ProfileRecord) for p in rec.profiles]
+    report = audit_tasks(list(read_records(folder / "tasks.jsonl", TaskRecord)), profiles)
     (folder / "audit.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     (folder / "audit.md").write_text(audit_markdown(report), encoding="utf-8")
     return report

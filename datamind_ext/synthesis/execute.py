@@ -1,7 +1,8 @@
 """Where synthesis runs code: interpreter sessions from a :class:`SessionProvider`, one per config.
 
-Stages hand top-level functions and plain items to :func:`~datamind_ext.synthesis.runner.map_unordered`,
-which runs them in-process or as Ray tasks, so a function finds its sessions through
+Stages hand top-level functions and their typed items (:mod:`~datamind_ext.synthesis.records`) to
+:func:`~datamind_ext.synthesis.runner.map_unordered`, which runs them in-process or as Ray tasks,
+so a function finds its sessions through
 :func:`provider_for` with the stage's :class:`InterpreterConfig` (carried in the item): one
 provider per process and config (its warm zygote is costly to start, and a Ray worker runs many
 items), never one that ignores the settings it is asked for. The stage that started the work

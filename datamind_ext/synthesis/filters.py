@@ -23,6 +23,7 @@ from datamind_ext.protocol import (
     validate_structure,
 )
 from datamind_ext.rewards import match_answer
+from datamind_ext.synthesis.records import Drop
 
 CUT_MARKER = re.compile(r"\[\d+ characters cut\]")
 _CODE_BLOCK = re.compile(r"<code>.*?</code>", re.DOTALL)
@@ -31,13 +32,13 @@ _CODE_BLOCK = re.compile(r"<code>.*?</code>", re.DOTALL)
 @dataclass
 class FilterResult:
     kept: list[Trajectory] = field(default_factory=list)
-    dropped: list[dict[str, Any]] = field(default_factory=list)  # {id, task_id, category, reason, stage}
+    dropped: list[Drop] = field(default_factory=list)
 
     def report(self) -> dict[str, Any]:
-        by_reason = Counter(d["reason"] for d in self.dropped)
+        by_reason = Counter(d.reason for d in self.dropped)
         by_cat: dict[str, Counter] = defaultdict(Counter)
         for d in self.dropped:
-            by_cat[d.get("category") or "unknown"][d["reason"]] += 1
+            by_cat[d.category or "unknown"][d.reason] += 1
         kept_cat = Counter(t.category or "unknown" for t in self.kept)
         return {
             "kept": len(self.kept), "dropped": len(self.dropped),
@@ -120,7 +121,7 @@ def filter_trajectories(expert: list[Trajectory], selected_llm: list[Trajectory]
         if why is None and t.ground_truth is not None and not match_answer(t.final_answer or "", t.ground_truth).correct:
             why = "answer_mismatch"
         if why:
-            res.dropped.append({"id": t.id, "task_id": t.task_id, "category": t.category, "reason": why, "stage": "rules"})
+            res.dropped.append(Drop(id=t.id, task_id=t.task_id, category=t.category, reason=why, stage="rules"))
         else:
             res.kept.append(t)
     return res

@@ -36,6 +36,14 @@ from datamind_ext.synthesis.execute import close_providers, provider_for
 from datamind_ext.synthesis.filters import answers_agree
 from datamind_ext.synthesis.programs import TaskSpec, _difficulty
 from datamind_ext.synthesis.prompts import critique_text, generator_prompt, judge_prompt
+from datamind_ext.synthesis.records import (
+    ConsensusRecord,
+    LLMTaskItem,
+    LLMTaskResult,
+    TaskRecord,
+    TrajectoryRecord,
+    UnmadeTask,
+)
 from datamind_ext.synthesis.runner import map_unordered, progress
 from datamind_ext.synthesis.store import JsonlStore, content_key
 from datamind_ext.synthesis.taxonomy import load_taxonomy, workflow_hint
@@ -75,7 +83,7 @@ async def generate_llm_task(client: ChatClient, profile: Any, categories: list[A
     return {"question": chain[-1]["question"], "category": chain[-1]["category"], "chain": chain}, None
 
 
-async def run_llm_tasks(cfg: SynthConfig, store: JsonlStore) -> None:
+async def run_llm_tasks(cfg: SynthConfig, store: JsonlStore[TaskRecord]) -> None:
     from datamind_ext.synthesis.pipeline import load_profiles
 
     profiles, _ = load_profiles(cfg)
@@ -93,22 +101,22 @@ async def run_llm_tasks(cfg: SynthConfig, store: JsonlStore) -> None:
     ledger = UsageLedger()
     client = ChatClient(cfg.llm, ledger=ledger, seed=cfg.seed)
 
-    async def one(item: tuple) -> dict[str, Any]:
+    async def one(item: tuple) -> TaskRecord:
         key, p, cats, depth, seed = item
         task, why = await generate_llm_task(client, p, cats, depth, seed)
         if task is None:
-            return {"key": key, "status": "error" if why.startswith("llm_error") else "rejected", "reason": why,
-                    "spec": {"category": cats[-1].slug}}
+            return TaskRecord(key=key, status="error" if (why or "").startswith("llm_error") else "rejected", reason=why,
+                              spec=UnmadeTask(category=cats[-1].slug))
         spec = TaskSpec(key=key, question=task["question"], category=task["category"], chain=task["chain"], depth=depth,
                         difficulty=_difficulty(depth), table_key=p.key, table_label=p.label, file_format=p.format,
                         files=[p.path], seed=seed, source="llm")
-        return {"key": key, "status": "ok", "reason": None, "gold": None, "spec": spec.model_dump()}
+        return TaskRecord(key=key, status="ok", spec=spec)
 
     try:
         with progress(len(todo), "tasks (llm)") as bar:
             for fut in asyncio.as_completed([one(x) for x in todo]):
                 rec = await fut
-                if rec["status"] != "error":
+                if rec.status != "error":
                     store.append(rec)
                 bar.update(1)
     finally:
@@ -135,15 +143,15 @@ async def judge(client: ChatClient, cfg: SynthConfig, question: str, answers: li
     return (True if correct == "yes" else False if correct == "no" else None), best, tag(r.content, "reasoning") or ""
 
 
-async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: ChatClient,
-                      stored: dict[str, dict[str, Any]], on_sample: Callable[[dict[str, Any]], Any] | None = None,
-                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def sample_task(task: TaskRecord, cfg: SynthConfig, client: ChatClient,
+                      stored: dict[str, TrajectoryRecord], on_sample: Callable[[TrajectoryRecord], Any] | None = None,
+                      ) -> tuple[ConsensusRecord, list[TrajectoryRecord]]:
     """Sample, check consistency, judge; critique-and-resample up to ``critique_rounds`` times.
 
     ``stored`` holds this task's samples from an interrupted run (reused, not redrawn). Returns the
     consensus record and the new sample records; ``on_sample`` also gets each one as it finishes
     (the local backend stores it at once)."""
-    spec = TaskSpec(**task["spec"])
+    spec = task.task
     files = [str(Path(f).resolve()) for f in spec.files]
     plain_system = system_prompt(spec.files, max_turns=cfg.max_turns, template=cfg.system_prompt, kind="files")
     hinted_system = system_prompt(spec.files, max_turns=cfg.max_turns, template=cfg.system_prompt, kind="files",
@@ -152,20 +160,20 @@ async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: ChatClient
     budgets = AgentBudgets(max_turns=cfg.max_turns, max_tokens_per_turn=cfg.llm.max_tokens,
                            max_response_tokens=cfg.max_turns * cfg.llm.max_tokens, max_observation_chars=cfg.max_obs_chars)
     executor = provider_for(cfg.interpreter)
-    new: list[dict[str, Any]] = []
+    new: list[TrajectoryRecord] = []
     critique = ""
     reason = "inconsistent"
     for rnd in range(cfg.critique_rounds + 1):
         keys = [content_key("llm-sample", spec.key, rnd, i, cfg.llm.model) for i in range(cfg.samples_per_task)]
 
-        async def draw(i: int, key: str, rnd: int = rnd, critique: str = critique) -> dict[str, Any]:
+        async def draw(i: int, key: str, rnd: int = rnd, critique: str = critique) -> TrajectoryRecord:
             if key in stored:
                 return stored[key]
             user = spec.question + critique
             loop = TurnLoop(ChatCompletionsPolicy(client, seed=spec.seed * 100 + rnd * 10 + i), executor.session, budgets)
             ep = await loop.run([{"role": "system", "content": hinted_system}, {"role": "user", "content": user}], files)
             if ep.error and "LLMError" in ep.error:
-                return {"key": key, "status": "error", "reason": ep.error}
+                return TrajectoryRecord(key=key, task_key=spec.key, sampler="llm", round=rnd, status="error", reason=ep.error)
             msgs = [Message(role="system", content=plain_system), Message(role="user", content=spec.question)]
             msgs += [Message(**m) for m in ep.messages[2:]]
             traj = Trajectory(id=content_key("llm-traj", key), messages=msgs, task_id=spec.key, files=list(spec.files),
@@ -173,76 +181,77 @@ async def sample_task(task: dict[str, Any], cfg: SynthConfig, client: ChatClient
                               meta={"source": "llm", "question": spec.question, "chain": spec.chain, "round": rnd,
                                     "difficulty_label": spec.difficulty, "file_format": spec.file_format,
                                     "table": spec.table_label})
-            rec = {"key": key, "task_key": spec.key, "sampler": "llm", "round": rnd, "answer": ep.answer,
-                   "status": "rejected" if ep.void else "ok", "reason": ep.void_reason, "trajectory": traj.model_dump()}
+            rec = TrajectoryRecord(key=key, task_key=spec.key, sampler="llm", round=rnd, answer=ep.answer,
+                                   status="rejected" if ep.void else "ok", reason=ep.void_reason, trajectory=traj)
             new.append(rec)
             if on_sample is not None:
                 on_sample(rec)
             return rec
 
         recs = await asyncio.gather(*(draw(i, k) for i, k in enumerate(keys)))
-        if any(r["status"] == "error" for r in recs):
-            return {"key": content_key("consensus", spec.key), "task_key": spec.key, "status": "error",
-                    "reason": next(r["reason"] for r in recs if r["status"] == "error")}, new
-        answers = [r.get("answer") if r["status"] == "ok" else None for r in recs]
+        failed = [r for r in recs if r.status == "error"]
+        if failed:
+            return ConsensusRecord(key=content_key("consensus", spec.key), task_key=spec.key, category=spec.category,
+                                   status="error", reason=failed[0].reason, rounds=rnd + 1), new
+        answers = [r.answer if r.status == "ok" else None for r in recs]
         consistent = answers_agree(answers)
         verdict, best, reasoning = await judge(client, cfg, spec.question, [a or "(no answer)" for a in answers])
         if consistent and verdict is not False:
             chosen = recs[best] if answers[best] is not None else recs[0]
-            return {"key": content_key("consensus", spec.key), "task_key": spec.key, "category": spec.category,
-                    "status": "ok", "reason": None, "selected": chosen["trajectory"]["id"], "gold": chosen["answer"],
-                    "rounds": rnd + 1, "answers": answers}, new
+            assert chosen.trajectory is not None  # every answer agrees, so every sample is ok
+            return ConsensusRecord(key=content_key("consensus", spec.key), task_key=spec.key, category=spec.category,
+                                   status="ok", selected=chosen.trajectory.id, gold=chosen.answer, rounds=rnd + 1,
+                                   answers=answers), new
         reason = "inconsistent" if not consistent else "judge_rejected"
         critique = critique_text(reasoning or f"The attempts gave different answers: {answers}.")
-    return {"key": content_key("consensus", spec.key), "task_key": spec.key, "category": spec.category,
-            "status": "rejected", "reason": reason, "selected": None, "gold": None, "rounds": cfg.critique_rounds + 1}, new
+    return ConsensusRecord(key=content_key("consensus", spec.key), task_key=spec.key, category=spec.category,
+                           status="rejected", reason=reason, rounds=cfg.critique_rounds + 1), new
 
 
-async def _sample_task_in_worker(item: dict[str, Any]) -> dict[str, Any]:
+async def _sample_task_in_worker(item: LLMTaskItem) -> LLMTaskResult:
     """One LLM task as a Ray task: its own client (ledger returned), the worker's interpreter pool."""
-    cfg = SynthConfig(**item["cfg"])
-    client = ChatClient(cfg.llm, seed=cfg.seed)
+    client = ChatClient(item.cfg.llm, seed=item.cfg.seed)
     try:
-        consensus, new = await sample_task(item["task"], cfg, client, item["stored"])
+        consensus, new = await sample_task(item.task, item.cfg, client, item.stored)
     finally:
         await client.aclose()
-    return {"consensus": consensus, "samples": new, "ledger": client.ledger.as_dict()}
+    return LLMTaskResult(consensus=consensus, samples=new, ledger=client.ledger.as_dict())
 
 
-async def run_llm_trajectories(cfg: SynthConfig, store: JsonlStore, tasks: list[dict[str, Any]]) -> None:
+async def run_llm_trajectories(cfg: SynthConfig, store: JsonlStore[TrajectoryRecord], tasks: list[TaskRecord]) -> None:
     """Per task: N samples, consistency, judge, critique rounds; in-process or as Ray tasks."""
     from datamind_ext.synthesis.pipeline import CONSENSUS, out_path
 
-    consensus = JsonlStore(out_path(cfg, CONSENSUS))
-    todo = [t for t in tasks if content_key("consensus", t["key"]) not in consensus]
+    consensus = JsonlStore(out_path(cfg, CONSENSUS), ConsensusRecord)
+    todo = [t for t in tasks if content_key("consensus", t.key) not in consensus]
     ledger = UsageLedger()
-    by_task: dict[str, dict[str, dict[str, Any]]] = {}
+    by_task: dict[str, dict[str, TrajectoryRecord]] = {}
     for r in store.records():  # samples stored by an interrupted run are reused, not redrawn
-        if r.get("sampler") == "llm":
-            by_task.setdefault(r["task_key"], {})[r["key"]] = r
+        if r.sampler == "llm":
+            by_task.setdefault(r.task_key, {})[r.key] = r
 
-    def finish(rec: dict[str, Any]) -> None:
-        if rec["status"] != "error":
+    def finish(rec: ConsensusRecord) -> None:
+        if rec.status != "error":
             consensus.append(rec)
 
     try:
         with consensus, progress(len(todo), "trajectories (llm)") as bar:
             if cfg.backend == "ray":
-                items = [{"task": t, "cfg": cfg.model_dump(), "stored": by_task.get(t["key"], {})} for t in todo]
+                items = [LLMTaskItem(task=t, cfg=cfg, stored=by_task.get(t.key, {})) for t in todo]
                 async for out in map_unordered(_sample_task_in_worker, items, "ray", cfg.concurrency):
-                    for rec in out["samples"]:
+                    for rec in out.samples:
                         store.append(rec)
-                    for k, v in out["ledger"].items():
+                    for k, v in out.ledger.items():
                         setattr(ledger, k, getattr(ledger, k) + v)
-                    finish(out["consensus"])
+                    finish(out.consensus)
                     bar.update(1)
             else:
                 client = ChatClient(cfg.llm, ledger=ledger, seed=cfg.seed)
                 sem = asyncio.Semaphore(max(1, cfg.llm.max_concurrency // max(1, cfg.samples_per_task)))
 
-                async def one(t: dict[str, Any]) -> dict[str, Any]:
+                async def one(t: TaskRecord) -> ConsensusRecord:
                     async with sem:
-                        rec, _ = await sample_task(t, cfg, client, by_task.get(t["key"], {}), store.append)
+                        rec, _ = await sample_task(t, cfg, client, by_task.get(t.key, {}), store.append)
                         return rec
 
                 try:

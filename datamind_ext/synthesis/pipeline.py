@@ -18,14 +18,24 @@ from typing import Any
 
 from datamind_ext.atomic_files import atomic_open, write_json_atomic, write_jsonl
 from datamind_ext.errors import UserError
-from datamind_ext.interpreter.config import InterpreterConfig
+from datamind_ext.protocol import Trajectory
 from datamind_ext.synthesis import profile as prof_mod
 from datamind_ext.synthesis.config import SynthConfig
 from datamind_ext.synthesis.execute import close_providers, provider_for
 from datamind_ext.synthesis.expert import expert_trajectory, ground_truths
 from datamind_ext.synthesis.programs import TaskSpec, make_task_specs
+from datamind_ext.synthesis.records import (
+    ConsensusRecord,
+    Drop,
+    ExpertItem,
+    ProfileItem,
+    ProfileRecord,
+    TaskRecord,
+    TrajectoryRecord,
+    VerifyBatch,
+)
 from datamind_ext.synthesis.runner import ensure_ray, map_unordered, progress
-from datamind_ext.synthesis.store import JsonlStore, content_key
+from datamind_ext.synthesis.store import JsonlStore, content_key, read_records
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +58,18 @@ def _prepare_backend(cfg: SynthConfig) -> None:
 # ----------------------------------------------------------------------------------- profile
 
 
-async def _profile_one(item: dict[str, Any]) -> dict[str, Any]:
+async def _profile_one(item: ProfileItem) -> ProfileRecord:
     from datamind_ext.synthesis.combine import combined_profiles
 
-    results = prof_mod.profile_file(item["abs"], max_rows=item["max_rows"], shown_path=item["shown"])
+    results = prof_mod.profile_file(item.path, max_rows=item.max_rows, shown_path=item.shown)
     tables = [r for r in results if isinstance(r, prof_mod.TableProfile)]
     try:
-        results += combined_profiles(item["abs"], tables, item["max_rows"])
+        results += combined_profiles(item.path, tables, item.max_rows)
     except Exception as err:  # noqa: BLE001 — the stored tables are still profiled; the combination is reported
-        results.append(prof_mod.ProfileFailure(path=item["shown"], table="(joined/stacked)", reason=f"{type(err).__name__}: {err}"[:300]))
-    return {
-        "key": item["key"], "file": item["shown"],
-        "profiles": [r.model_dump() for r in results if isinstance(r, prof_mod.TableProfile)],
-        "failures": [r.model_dump() for r in results if isinstance(r, prof_mod.ProfileFailure)],
-    }
+        results.append(prof_mod.ProfileFailure(path=item.shown, table="(joined/stacked)", reason=f"{type(err).__name__}: {err}"[:300]))
+    return ProfileRecord(key=item.key, file=item.shown,
+                         profiles=[r for r in results if isinstance(r, prof_mod.TableProfile)],
+                         failures=[r for r in results if isinstance(r, prof_mod.ProfileFailure)])
 
 
 async def run_profile(cfg: SynthConfig) -> dict[str, int]:
@@ -71,7 +79,7 @@ async def run_profile(cfg: SynthConfig) -> dict[str, int]:
     files = prof_mod.find_data_files(data)
     if not files:
         raise UserError(f"no supported data files (csv, tsv, xlsx, json, jsonl, parquet, sqlite) under {data}")
-    store = JsonlStore(out_path(cfg, PROFILES))
+    store = JsonlStore(out_path(cfg, PROFILES), ProfileRecord)
     items = []
     for f in files:
         try:
@@ -80,7 +88,7 @@ async def run_profile(cfg: SynthConfig) -> dict[str, int]:
             digest = f"unreadable:{err.errno}"
         key = content_key("profile", digest, str(f), cfg.max_rows)
         if key not in store:
-            items.append({"key": key, "abs": str(f.resolve()), "shown": str(f), "max_rows": cfg.max_rows})
+            items.append(ProfileItem(key=key, path=str(f.resolve()), shown=str(f), max_rows=cfg.max_rows))
     _prepare_backend(cfg)
     with store, progress(len(items), "profile") as bar:
         async for rec in map_unordered(_profile_one, items, cfg.backend, cfg.concurrency):
@@ -90,10 +98,11 @@ async def run_profile(cfg: SynthConfig) -> dict[str, int]:
 
 
 def load_profiles(cfg: SynthConfig) -> tuple[list[prof_mod.TableProfile], list[prof_mod.ProfileFailure]]:
-    profiles, failures = [], []
-    for rec in JsonlStore(out_path(cfg, PROFILES)).records():
-        profiles += [prof_mod.TableProfile(**p) for p in rec["profiles"]]
-        failures += [prof_mod.ProfileFailure(**p) for p in rec["failures"]]
+    profiles: list[prof_mod.TableProfile] = []
+    failures: list[prof_mod.ProfileFailure] = []
+    for rec in read_records(out_path(cfg, PROFILES), ProfileRecord):
+        profiles += rec.profiles
+        failures += rec.failures
     profiles.sort(key=lambda p: (p.path, p.table or ""))
     return profiles, failures
 
@@ -106,20 +115,14 @@ def profile_counts(cfg: SynthConfig) -> dict[str, int]:
 # ------------------------------------------------------------------------------------- tasks
 
 
-def _exec_kwargs(cfg: SynthConfig) -> dict[str, Any]:
-    """The interpreter settings an item carries to the process that runs it (see execute.py)."""
-    return cfg.interpreter.model_dump()
-
-
-async def _verify_batch(item: dict[str, Any]) -> list[dict[str, Any]]:
+async def _verify_batch(item: VerifyBatch) -> list[TaskRecord]:
     """Ground truths of a batch of programs over the same table, in one interpreter session."""
-    specs = [TaskSpec(**d) for d in item["specs"]]
     try:
-        results = await ground_truths(specs, provider_for(InterpreterConfig(**item["exec"])), item["data_root"])
+        results = await ground_truths(item.specs, provider_for(item.interpreter), item.data_root)
     except Exception as err:  # noqa: BLE001 — an infrastructure failure: not stored, retried on the next run
-        return [{"key": s.key, "status": "error", "reason": f"{type(err).__name__}: {err}"[:300]} for s in specs]
-    return [{"key": s.key, "status": "ok" if gold is not None else "rejected", "reason": why, "gold": gold,
-             "spec": s.model_dump()} for s, (gold, why) in zip(specs, results)]
+        return [TaskRecord(key=s.key, status="error", reason=f"{type(err).__name__}: {err}"[:300]) for s in item.specs]
+    return [TaskRecord(key=s.key, status="ok" if gold is not None else "rejected", reason=why, gold=gold, spec=s)
+            for s, (gold, why) in zip(item.specs, results)]
 
 
 def batches(specs: list[TaskSpec], size: int) -> list[list[TaskSpec]]:
@@ -155,12 +158,13 @@ def programmatic_specs(cfg: SynthConfig, rejected: Counter[str] | None = None) -
 async def run_tasks(cfg: SynthConfig) -> dict[str, int]:
     if not out_path(cfg, PROFILES).exists():
         raise UserError(f"no profiles in {cfg.out}: run `datamind-ext synth profile` first")
-    store = JsonlStore(out_path(cfg, TASKS))
+    store = JsonlStore(out_path(cfg, TASKS), TaskRecord)
     errors: Counter[str] = Counter()
     composition: Counter[str] = Counter()
     if cfg.generator in ("programmatic", "both"):
         todo = [s for s in programmatic_specs(cfg, composition) if s.key not in store]
-        items = [{"specs": [s.model_dump() for s in b], "exec": _exec_kwargs(cfg), "data_root": os.getcwd()}
+        # the interpreter settings travel with each item to the process that runs it (see execute.py)
+        items = [VerifyBatch(specs=b, interpreter=cfg.interpreter, data_root=os.getcwd())
                  for b in batches(todo, cfg.verify_batch)]
         _prepare_backend(cfg)
         try:
@@ -177,7 +181,7 @@ async def run_tasks(cfg: SynthConfig) -> dict[str, int]:
         await run_llm_tasks(cfg, store)
     store.close()
     out_path(cfg, TASKS).touch()  # an empty stage file: the next stage says "no usable tasks", not "run tasks"
-    counts: dict[str, Any] = {**status_counts(out_path(cfg, TASKS)), **_error_counts(errors)}
+    counts: dict[str, Any] = {**status_counts(out_path(cfg, TASKS), TaskRecord), **_error_counts(errors)}
     rejected = rejection_counts(out_path(cfg, TASKS))
     if rejected or composition:
         counts["rejected_by_rule"] = dict((rejected + composition).most_common())
@@ -187,19 +191,20 @@ async def run_tasks(cfg: SynthConfig) -> dict[str, int]:
 def rejection_counts(path: Path) -> Counter[str]:
     """Rejected candidate tasks per rule (the part of the reason before any detail)."""
     c: Counter[str] = Counter()
-    for rec in JsonlStore(path).records():
-        if rec["status"] == "rejected":
-            reason = rec.get("reason") or "unknown"
+    for rec in read_records(path, TaskRecord):
+        if rec.status == "rejected":
+            reason = rec.reason or "unknown"
             c[reason.split(":")[0] + (":" + reason.split(":")[1] if reason.startswith("ill_posed:") else "")] += 1
     return c
 
 
-def _append_or_count(store: JsonlStore, rec: dict[str, Any], errors: Counter[str]) -> None:
+def _append_or_count(store: JsonlStore[Any], rec: TaskRecord | TrajectoryRecord, errors: Counter[str]) -> None:
     """Store a finished item; an infrastructure error is only counted (the next run retries it)."""
-    if rec["status"] == "error":
-        errors[rec["reason"]] += 1
-        if len(errors) == 1 and errors[rec["reason"]] == 1:
-            log.warning("synthesis item failed (will be retried on the next run): %s", rec["reason"])
+    if rec.status == "error":
+        reason = rec.reason or "unknown"
+        errors[reason] += 1
+        if len(errors) == 1 and errors[reason] == 1:
+            log.warning("synthesis item failed (will be retried on the next run): %s", reason)
     else:
         store.append(rec)
 
@@ -208,35 +213,37 @@ def _error_counts(errors: Counter[str]) -> dict[str, int]:
     return {"errors_to_retry": sum(errors.values())} if errors else {}
 
 
-def status_counts(path: Path) -> dict[str, int]:
+def status_counts(path: Path, model: type[TaskRecord | TrajectoryRecord]) -> dict[str, int]:
     c: Counter[str] = Counter()
-    for rec in JsonlStore(path).records():
-        c[rec["status"]] += 1
+    for rec in read_records(path, model):
+        c[rec.status] += 1
     return dict(c)
 
 
-def load_tasks(cfg: SynthConfig, status: str = "ok") -> list[dict[str, Any]]:
-    return [r for r in JsonlStore(out_path(cfg, TASKS)).records() if r["status"] == status]
+def load_tasks(cfg: SynthConfig) -> list[TaskRecord]:
+    """The tasks ready for sampling (``ok``)."""
+    return [r for r in read_records(out_path(cfg, TASKS), TaskRecord) if r.status == "ok"]
 
 
 # ------------------------------------------------------------------------------ trajectories
 
 
-async def _expert_one(item: dict[str, Any]) -> dict[str, Any]:
-    spec = TaskSpec(**item["spec"])
+async def _expert_one(item: ExpertItem) -> TrajectoryRecord:
+    spec = item.spec
     try:
-        traj, why = await expert_trajectory(spec, item["gold"], provider_for(InterpreterConfig(**item["exec"])), item["data_root"],
-                                            item["max_obs_chars"], system_template=item["system_prompt"])
+        traj, why = await expert_trajectory(spec, item.gold, provider_for(item.interpreter), item.data_root,
+                                            item.max_obs_chars, system_template=item.system_prompt)
     except Exception as err:  # noqa: BLE001 — not stored, retried on the next run
-        return {"key": item["key"], "status": "error", "reason": f"{type(err).__name__}: {err}"[:300]}
-    return {"key": item["key"], "task_key": spec.key, "sampler": "expert", "status": "ok" if traj else "rejected",
-            "reason": why, "trajectory": traj.model_dump() if traj else None}
+        return TrajectoryRecord(key=item.key, task_key=spec.key, sampler="expert", status="error",
+                                reason=f"{type(err).__name__}: {err}"[:300])
+    return TrajectoryRecord(key=item.key, task_key=spec.key, sampler="expert", status="ok" if traj else "rejected",
+                            reason=why, trajectory=traj)
 
 
 async def run_trajectories(cfg: SynthConfig) -> dict[str, int]:
     if not out_path(cfg, TASKS).exists():
         raise UserError(f"no tasks in {cfg.out}: run `datamind-ext synth tasks` first")
-    store = JsonlStore(out_path(cfg, TRAJECTORIES))
+    store = JsonlStore(out_path(cfg, TRAJECTORIES), TrajectoryRecord)
     errors: Counter[str] = Counter()
     tasks = load_tasks(cfg)
     if not tasks:
@@ -246,13 +253,12 @@ async def run_trajectories(cfg: SynthConfig) -> dict[str, int]:
                         f"candidates rejected: {why})")
     items = []
     for t in tasks:
-        if t["spec"].get("source", "programmatic") != "programmatic":
+        if t.task.source != "programmatic" or t.gold is None:
             continue
-        key = content_key("expert", t["key"])
+        key = content_key("expert", t.key)
         if key not in store:
-            items.append({"key": key, "spec": t["spec"], "gold": t["gold"], "exec": _exec_kwargs(cfg),
-                          "data_root": os.getcwd(), "max_obs_chars": cfg.max_obs_chars,
-                          "system_prompt": cfg.system_prompt})
+            items.append(ExpertItem(key=key, spec=t.task, gold=t.gold, interpreter=cfg.interpreter, data_root=os.getcwd(),
+                                    max_obs_chars=cfg.max_obs_chars, system_prompt=cfg.system_prompt))
     _prepare_backend(cfg)
     try:
         with store, progress(len(items), "trajectories (expert)") as bar:
@@ -261,12 +267,13 @@ async def run_trajectories(cfg: SynthConfig) -> dict[str, int]:
                 bar.update(1)
     finally:
         await close_providers()
-    if any(t["spec"].get("source") == "llm" for t in tasks):
+    llm_tasks = [t for t in tasks if t.task.source == "llm"]
+    if llm_tasks:
         from datamind_ext.synthesis.llm_pipeline import run_llm_trajectories
 
-        await run_llm_trajectories(cfg, store, [t for t in tasks if t["spec"].get("source") == "llm"])
+        await run_llm_trajectories(cfg, store, llm_tasks)
     store.close()
-    return {**status_counts(out_path(cfg, TRAJECTORIES)), **_error_counts(errors)}
+    return {**status_counts(out_path(cfg, TRAJECTORIES), TrajectoryRecord), **_error_counts(errors)}
 
 
 def run_sync(coro: Any) -> Any:
@@ -283,34 +290,32 @@ def run_filter(cfg: SynthConfig) -> dict[str, Any]:
     """Rule-filter expert and judge-selected trajectories; report every drop of every stage.
 
     Pure and fast, so it is recomputed from the stage files on every run (idempotent)."""
-    from datamind_ext.protocol import Trajectory
     from datamind_ext.synthesis.filters import filter_trajectories
 
     if not out_path(cfg, TRAJECTORIES).exists():
         raise UserError(f"no trajectories in {cfg.out}: run `datamind-ext synth trajectories` first")
-    earlier: list[dict[str, Any]] = []
-    for rec in JsonlStore(out_path(cfg, TASKS)).records():
-        if rec["status"] != "ok":
-            earlier.append({"id": rec["key"], "task_id": rec["key"], "category": rec["spec"].get("category"),
-                            "reason": rec["reason"], "stage": "tasks"})
-    expert, by_id = [], {}
-    for rec in JsonlStore(out_path(cfg, TRAJECTORIES)).records():
-        if rec["status"] == "ok" and rec.get("trajectory"):
-            t = Trajectory(**rec["trajectory"])
-            by_id[t.id] = t
-            if rec.get("sampler") == "expert":
-                expert.append(t)
-        elif rec.get("sampler") == "expert":
-            earlier.append({"id": rec["key"], "task_id": rec["task_key"], "category": None, "reason": rec["reason"],
-                            "stage": "trajectories"})
+    earlier: list[Drop] = []
+    for task in read_records(out_path(cfg, TASKS), TaskRecord):
+        if task.status != "ok":
+            earlier.append(Drop(id=task.key, task_id=task.key, category=task.category, reason=task.reason or "unknown",
+                                stage="tasks"))
+    expert: list[Trajectory] = []
+    by_id: dict[str, Trajectory] = {}
+    for sample in read_records(out_path(cfg, TRAJECTORIES), TrajectoryRecord):
+        if sample.status == "ok" and sample.trajectory is not None:
+            by_id[sample.trajectory.id] = sample.trajectory
+            if sample.sampler == "expert":
+                expert.append(sample.trajectory)
+        elif sample.sampler == "expert":
+            earlier.append(Drop(id=sample.key, task_id=sample.task_key, category=None, reason=sample.reason or "unknown",
+                                stage="trajectories"))
     selected = []
-    for rec in JsonlStore(out_path(cfg, CONSENSUS)).records():
-        if rec["status"] == "ok" and rec["selected"] in by_id:
-            t = by_id[rec["selected"]].model_copy(update={"ground_truth": rec["gold"]})
-            selected.append(t)
+    for con in read_records(out_path(cfg, CONSENSUS), ConsensusRecord):
+        if con.status == "ok" and con.selected in by_id:
+            selected.append(by_id[con.selected].model_copy(update={"ground_truth": con.gold}))
         else:
-            earlier.append({"id": rec["key"], "task_id": rec["task_key"], "category": rec.get("category"),
-                            "reason": rec.get("reason") or "not_selected", "stage": "consistency"})
+            earlier.append(Drop(id=con.key, task_id=con.task_key, category=con.category,
+                                reason=con.reason or "not_selected", stage="consistency"))
     expert, selected, audited = _audit_filter(cfg, expert, selected)
     res = filter_trajectories(expert, selected, cfg.max_answer_chars, cfg.max_obs_chars)
     res.dropped = earlier + audited + res.dropped
@@ -326,30 +331,28 @@ def run_filter(cfg: SynthConfig) -> dict[str, Any]:
     return report
 
 
-def _audit_filter(cfg: SynthConfig, expert: list[Any], selected: list[Any]) -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
+def _audit_filter(cfg: SynthConfig, expert: list[Trajectory], selected: list[Trajectory],
+                  ) -> tuple[list[Trajectory], list[Trajectory], list[Drop]]:
     """Drop trajectories whose task fails an audit check (``synth audit``), with the check's name."""
     from datamind_ext.synthesis.audit import roles_by_table, task_problems
 
-    roles = roles_by_table(list(JsonlStore(out_path(cfg, PROFILES)).records()))
-    tasks = {rec["key"]: rec for rec in JsonlStore(out_path(cfg, TASKS)).records() if rec["status"] == "ok"}
-    dropped: list[dict[str, Any]] = []
+    roles = roles_by_table(load_profiles(cfg)[0])
+    tasks = {t.key: t for t in load_tasks(cfg)}
+    dropped: list[Drop] = []
 
-    def keep(t: Any) -> bool:
+    def keep(t: Trajectory) -> bool:
         rec = tasks.get(t.task_id or "")
         if rec is None:
             return True
-        problems = task_problems(rec["spec"], t.ground_truth or rec.get("gold"), roles.get(rec["spec"].get("table_key", ""), {}))
+        problems = task_problems(rec.task, t.ground_truth or rec.gold, roles.get(rec.task.table_key, {}))
         if problems:
-            dropped.append({"id": t.id, "task_id": t.task_id, "category": t.category, "reason": f"audit:{problems[0]}",
-                            "stage": "audit"})
+            dropped.append(Drop(id=t.id, task_id=t.task_id, category=t.category, reason=f"audit:{problems[0]}", stage="audit"))
         return not problems
 
     return [t for t in expert if keep(t)], [t for t in selected if keep(t)], dropped
 
 
-def load_kept(cfg: SynthConfig) -> list[Any]:
-    from datamind_ext.protocol import Trajectory
-
+def load_kept(cfg: SynthConfig) -> list[Trajectory]:
     path = out_path(cfg, FILTER_DIR) / "kept.jsonl"
     if not path.exists():
         raise UserError(f"no filtered trajectories in {cfg.out}: run `datamind-ext synth filter` first")

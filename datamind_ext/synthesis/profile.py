@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from datamind_ext.synthesis.roles import Role, infer_role
 
@@ -43,6 +43,8 @@ HASH_EDGE_BYTES = 1 << 20
 
 
 class ColumnProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # stored in stage files: unknown keys refused
+
     name: str
     kind: ColumnKind
     dtype: str
@@ -60,6 +62,8 @@ class ColumnProfile(BaseModel):
 
 class TableProfile(BaseModel):
     """What is known about one table, and how to read it."""
+
+    model_config = ConfigDict(extra="forbid")  # stored in stage files: unknown keys refused
 
     key: str = Field(description="content hash of the file + table name: stable across renames of the folder")
     path: str
@@ -121,6 +125,8 @@ class NotATable(ValueError):
 
 class ProfileFailure(BaseModel):
     """A file (or table) that could not be profiled, and why."""
+
+    model_config = ConfigDict(extra="forbid")  # stored in stage files: unknown keys refused
 
     path: str
     table: str | None = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from datamind_ext.synthesis.profile import ColumnProfile, TableProfile, load_code
 from datamind_ext.synthesis.roles import GROUP_ROLES, MEASURE_ROLES
@@ -33,12 +33,16 @@ TERMINAL: tuple[ValueType, ...] = ("number", "label")
 class Cell(BaseModel):
     """One step of an expert program: what the expert thinks, then the code it runs."""
 
+    model_config = ConfigDict(extra="forbid")  # stored in stage files: unknown keys refused
+
     think: str
     code: str
 
 
 class TaskSpec(BaseModel):
     """A task before execution: question, program, provenance."""
+
+    model_config = ConfigDict(extra="forbid")  # stored in stage files: unknown keys refused
 
     key: str
     question: str
