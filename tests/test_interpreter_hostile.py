@@ -48,7 +48,7 @@ print('wrote', written)
 """
 
 _FORGED = json.dumps(
-    {"seq": 2, "nonce": "0" * 16, "output": "FORGED\n", "ok": True, "error": None, "error_name": None, "error_value": None,
+    {"type": "cell_reply", "seq": 2, "nonce": "0" * 16, "output": "FORGED\n", "ok": True, "error": None, "error_name": None, "error_value": None,
      "interrupted": False, "output_chars": 7, "truncated_chars": 0, "cell_s": 0.0, "stray_threads": 0}
 ).encode()
 
@@ -102,12 +102,14 @@ async def test_keyboard_interrupt_raised_by_the_cell_is_not_a_timeout(pool):
         "import builtins\nbuiltins.compile = None\nbuiltins.exec = None",
         "import sys\nsys.modules['json'].dumps = None\nsys.modules['json'].JSONEncoder.encode = None",
         "import sys\nsys.modules['datamind_ext.interpreter.wire'].send_sync = None",
+        "import sys\nm = sys.modules['datamind_ext.interpreter.messages']\nm.decode = None\nm.isfinite = None",
+        "import sys\nm = sys.modules['datamind_ext.interpreter.messages']\nm.RunCell._FIELDS = ()\nm.Message._invalid = None",
         "import sys\nsys.modules['datamind_ext.interpreter.capture'].merge = None\nsys.modules['os'].write = None",
         "import sys, os\nsys.stdout = None\nos.close(1)",
         "import sys\nsys.settrace(lambda *a: 1 / 0)\nsys.setrecursionlimit(30)",
         "__builtins__ = {}",
     ],
-    ids=["alarm", "itimer", "sigint-ignored", "import", "compile", "json", "runner-wire", "runner-capture", "stdout", "trace", "globals-builtins"],
+    ids=["alarm", "itimer", "sigint-ignored", "import", "compile", "json", "runner-wire", "runner-messages", "runner-records", "runner-capture", "stdout", "trace", "globals-builtins"],
 )
 async def test_a_cell_that_poisons_its_session_poisons_only_itself(pool, poison):
     async with pool.session() as s:

@@ -2,7 +2,8 @@
 
 This code runs in a child forked from the warm zygote, so everything the zygote imported is
 already there (copy-on-write) and a session costs a fork, not an interpreter start-up. It
-talks to the pool over one Unix socket, one JSON frame per request and per reply.
+talks to the pool over one Unix socket, one :mod:`wire` frame per request and per reply, each a
+record of :mod:`messages`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datamind_ext.interpreter import (
     capture,
     landlock,
     memcg,
+    messages,
     procs,
     sandbox,
     seccomp,
@@ -33,6 +35,15 @@ from datamind_ext.interpreter import (
     wire,
 )
 from datamind_ext.interpreter.guard import Guard
+from datamind_ext.interpreter.messages import (
+    Assign,
+    CellReply,
+    RunCell,
+    SessionReady,
+    SessionSpec,
+    SpareReady,
+    StartFailed,
+)
 from datamind_ext.interpreter.sqltools import SqlTools
 from datamind_ext.protocol import observation
 from datamind_ext.protocol.observation import truncate_middle
@@ -96,8 +107,9 @@ def _stop_tracing() -> None:
     _settrace(None)
 
 
-def _setup_process(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, str], int]:
-    """Sandbox the process itself (no session yet): returns (isolation facts, output memfd).
+def _setup_process(spec: SessionSpec, zygote_pid: int) -> tuple[dict[str, str], int, bool]:
+    """Sandbox the process itself (no session yet): returns (isolation facts, output memfd,
+    whether /tmp and /dev/shm are the session's own).
 
     Done right after the fork, so a pre-forked spare is ready to be assigned a session at once.
     """
@@ -113,39 +125,40 @@ def _setup_process(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, str
     os.dup2(out_fd, 1)
     os.dup2(out_fd, 2)
 
-    limits = spec["limits"]
-    uid_mode = spec["uid"] is not None
+    limits = spec.limits
+    uid_mode = spec.uid is not None
+    private_tmp = False
     facts = sandbox.apply_rlimits(
-        memory_bytes=limits["memory_mib"] << 20,
-        max_processes=limits["max_processes"] if uid_mode else None,
-        max_file_bytes=limits["max_file_mib"] << 20,
-        max_open_files=limits["max_open_files"],
-        cpu_s=int(limits["cpu_s_per_session"]),
+        memory_bytes=limits.memory_mib << 20,
+        max_processes=limits.max_processes if uid_mode else None,
+        max_file_bytes=limits.max_file_mib << 20,
+        max_open_files=limits.max_open_files,
+        cpu_s=int(limits.cpu_s_per_session),
     )
     if os.geteuid() == 0:  # kernel layers that need privileges, set up before dropping them
-        if spec.get("memcg"):
+        if spec.memcg:
             try:
-                memcg.join(*spec["memcg"], (limits["memory_mib"] + MEMCG_SLACK_MIB) << 20)
+                memcg.join(*spec.memcg, (limits.memory_mib + MEMCG_SLACK_MIB) << 20)
                 facts["memory_accounting"] = (
-                    f"memory cgroup ({spec['memcg'][0]}) of memory_mib + {MEMCG_SLACK_MIB} MiB per session: anonymous "
+                    f"memory cgroup ({spec.memcg[0]}) of memory_mib + {MEMCG_SLACK_MIB} MiB per session: anonymous "
                     "memory, memfd, tmpfs, shm and page cache all counted (ordinary allocations hit RLIMIT_AS first: MemoryError)"
                 )
             except OSError as exc:
                 facts["memory_accounting"] = f"off: RLIMIT_AS only: {exc}"
         try:
-            facts["tmp"] = sandbox.private_tmp(limits["tmp_mib"], spec["pool_root"], spec.get("read_paths", ()))
-            spec["_private_tmp"] = True
+            facts["tmp"] = sandbox.private_tmp(limits.tmp_mib, spec.pool_root, spec.read_paths)
+            private_tmp = True
         except OSError as exc:
             facts["tmp"] = f"off: host /tmp (writes blocked by the filesystem view): {exc}"
     else:
         facts.setdefault("memory_accounting", "off: RLIMIT_AS only (memory cgroups need root)")
         facts["tmp"] = "off: no private /tmp (mount namespaces need root); host /tmp is not writable through the filesystem view"
     if uid_mode:
-        sandbox.drop_privileges(spec["uid"], spec["gid"])
-        facts["user"] = f"own uid {spec['uid']} per session (root dropped); directory mode 1770, data files root-owned 0444"
+        sandbox.drop_privileges(spec.uid, spec.gid)
+        facts["user"] = f"own uid {spec.uid} per session (root dropped); directory mode 1770, data files root-owned 0444"
     else:
         facts["user"] = "same uid as the pool (no per-session uid); files, signals and /proc guarded by audit hook"
-        facts["processes"] = f"at most {limits['max_processes']} processes per session, counted by audit hook (threads not limited)"
+        facts["processes"] = f"at most {limits.max_processes} processes per session, counted by audit hook (threads not limited)"
     # After the uid change, which clears it: die with the zygote.
     sandbox.set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != zygote_pid:
@@ -156,43 +169,42 @@ def _setup_process(spec: dict[str, Any], zygote_pid: int) -> tuple[dict[str, str
     except OSError as exc:
         facts["seccomp"] = f"off: {exc}"
     os.environ.clear()
-    return facts, out_fd
+    return facts, out_fd, private_tmp
 
 
-def _assign(spec: dict[str, Any], msg: dict[str, Any], facts: dict[str, str]) -> dict[str, Any]:
+def _assign(spec: SessionSpec, msg: Assign, facts: dict[str, str], private_tmp: bool) -> dict[str, Any]:
     """Become a given session: its directory (prepared by the pool), files, tools; returns globals."""
-    limits = spec["limits"]
-    uid_mode = spec["uid"] is not None
-    workdir = msg["workdir"]
+    limits = spec.limits
+    uid_mode = spec.uid is not None
+    workdir = msg.workdir
     os.chdir(workdir)
     os.environ.update(sandbox.scrubbed_env(workdir))
-    private_tmp = bool(spec.get("_private_tmp"))
     sandbox.install_audit_hook(
         workdir=workdir,
-        protected=msg["files"],
-        pool_root=spec["pool_root"],
+        protected=msg.files,
+        pool_root=spec.pool_root,
         guard_signals=not uid_mode,
-        max_processes=None if uid_mode else limits["max_processes"],
+        max_processes=None if uid_mode else limits.max_processes,
         private_dirs=("/tmp", "/dev/shm") if private_tmp else (),
     )
     tempfile.tempdir = None  # the zygote cached its own; sessions use TMPDIR (their directory)
     try:
         facts["filesystem_view"] = landlock.restrict(
-            read=spec.get("read_paths", ()),
+            read=spec.read_paths,
             write=[workdir, *(("/tmp", "/dev/shm") if private_tmp else ())],
             devices=sandbox.DEVICES,
         )
     except OSError as exc:
         facts["filesystem_view"] = f"off: uid permissions and the audit hook only: {exc}"
     sys.argv = [""]
-    sys.path = [p for p in sys.path if p and p != spec["pool_root"]]  # the working directory is not importable
+    sys.path = [p for p in sys.path if p and p != spec.pool_root]  # the working directory is not importable
     g: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
-    if msg.get("db"):
+    if msg.db:
         tools = SqlTools(
-            os.path.join(workdir, msg["db"]),
+            os.path.join(workdir, msg.db),
             workdir,
-            max_rows=limits["sql_max_rows"],
-            print_rows=limits["sql_print_rows"],
+            max_rows=limits.sql_max_rows,
+            print_rows=limits.sql_print_rows,
         )
         g["get_db_info"] = tools.get_db_info
         g["execute_sql"] = tools.execute_sql
@@ -276,16 +288,16 @@ def _kill_strays(uid_mode: bool) -> None:
             time.sleep(0.001)
 
 
-def _run_cell(g: dict[str, Any], req: dict[str, Any], cap: capture.BoundedText, out_fd: int, uid_mode: bool, guard: Guard) -> dict[str, Any]:
+def _run_cell(g: dict[str, Any], req: RunCell, cap: capture.BoundedText, out_fd: int, uid_mode: bool, guard: Guard) -> CellReply:
     me = os.getpid()  # (the guard restored the machinery after the previous cell; no thread outlives a cell)
     cap.reset()
     max_chars = cap.max_chars
-    code, name = req["code"], f"<cell-{req['cell']}>"
+    code, name = req.code, f"<cell-{req.cell}>"
     linecache.cache[name] = (len(code), None, code.splitlines(True), name)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     used = usage.ru_utime + usage.ru_stime
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    soft = int(used + req["cpu_s"]) + 1
+    soft = int(used + req.cpu_s) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
     threads_before = set(threading.enumerate())
     failure: BaseException | None = None
@@ -317,7 +329,7 @@ def _run_cell(g: dict[str, Any], req: dict[str, Any], cap: capture.BoundedText, 
             else:
                 ename, evalue, error = _describe(failure, max_chars)
                 if _isinstance(failure, MemoryError):
-                    error += f"\n(the session's memory limit is {req['memory_mib']} MiB)"
+                    error += f"\n(the session's memory limit is {req.memory_mib} MiB)"
         except BaseException:  # noqa: BLE001
             ename, evalue, error = type(failure).__name__, "", type(failure).__name__
         finally:
@@ -329,55 +341,62 @@ def _run_cell(g: dict[str, Any], req: dict[str, Any], cap: capture.BoundedText, 
     text, total, cut = capture.merge(
         (cap.head, cap.tail(), cap.total), capture.read_fd_capture(out_fd, max_chars), max_chars
     )
-    return {
-        "seq": req["cell"],
-        "nonce": req["nonce"],
-        "output": text,
-        "ok": error is None,
-        "error": error,
-        "error_name": ename,
-        "error_value": evalue,
-        "interrupted": interrupted,
-        "output_chars": total,
-        "truncated_chars": cut,
-        "cell_s": duration,
-        "stray_threads": len(stray),
-    }
+    return CellReply(
+        seq=req.cell,
+        nonce=req.nonce,
+        output=text,
+        ok=error is None,
+        error=error,
+        error_name=ename,
+        error_value=evalue,
+        interrupted=interrupted,
+        output_chars=total,
+        truncated_chars=cut,
+        cell_s=duration,
+        stray_threads=len(stray),
+    )
 
 
-def session_main(sock: socket.socket, spec: dict[str, Any], zygote_pid: int) -> NoReturn:
+def _receive(sock: socket.socket, kind: type[messages.M]) -> messages.M | None:
+    """The pool's next request if it is a ``kind``; None when the pool closed the channel or
+    sent anything else (the session then exits)."""
+    try:
+        return messages.decode(wire.recv_sync(sock), kind)
+    except (wire.WireClosed, wire.WireCorrupt, OSError):
+        return None
+
+
+def session_main(sock: socket.socket, spec: SessionSpec, zygote_pid: int) -> NoReturn:
     """Entry point of a forked session process; never returns."""
     code = 0
     try:
         try:
-            facts, out_fd = _setup_process(spec, zygote_pid)
+            facts, out_fd, private_tmp = _setup_process(spec, zygote_pid)
         except BaseException as exc:  # noqa: BLE001
-            wire.send_sync(sock, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+            wire.send_sync(sock, StartFailed(error=f"{type(exc).__name__}: {exc}").to_wire())
             os._exit(71)
-        wire.send_sync(sock, {"ready": "spare"})
-        msg = wire.recv_sync(sock)
-        if msg.get("op") != "assign":
+        wire.send_sync(sock, SpareReady().to_wire())
+        msg = _receive(sock, Assign)
+        if msg is None:
             os._exit(0)
         try:
-            g = _assign(spec, msg, facts)
+            g = _assign(spec, msg, facts, private_tmp)
         except BaseException as exc:  # noqa: BLE001
-            wire.send_sync(sock, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+            wire.send_sync(sock, StartFailed(error=f"{type(exc).__name__}: {exc}").to_wire())
             os._exit(71)
-        uid_mode = spec["uid"] is not None
-        cap = capture.BoundedText(spec["limits"]["output_max_chars"])
+        uid_mode = spec.uid is not None
+        cap = capture.BoundedText(spec.limits.output_max_chars)
         streams = (cap, cap, open(os.devnull, encoding="utf-8"))  # noqa: SIM115
         guard = Guard(g, _HANDLERS, out_fd, streams)
-        guard.protect(sys.modules[__name__], capture, procs, wire, sqltools, observation)
+        guard.protect(sys.modules[__name__], capture, procs, wire, messages, sqltools, observation)
+        guard.protect_classes(messages.Message, RunCell, CellReply)
         guard.restore()  # installs the capture streams
-        wire.send_sync(sock, {"ready": True, "pid": os.getpid(), "isolation": facts})
+        wire.send_sync(sock, SessionReady(pid=os.getpid(), isolation=facts).to_wire())
         while True:
-            try:
-                req = wire.recv_sync(sock)
-            except (wire.WireClosed, OSError):
+            req = _receive(sock, RunCell)
+            if req is None:
                 break
-            if req.get("op") != "run":
-                break
-            wire.send_sync(sock, _run_cell(g, req, cap, out_fd, uid_mode, guard))
+            wire.send_sync(sock, _run_cell(g, req, cap, out_fd, uid_mode, guard).to_wire())
             _give_back_memory()
     except BaseException:  # noqa: BLE001 - the pool sees EOF and reports the crash
         code = 72

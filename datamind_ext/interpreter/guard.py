@@ -66,6 +66,10 @@ class Guard:
         """Also restore these modules (the runner's own, the SQL tools)."""
         self.extra += [(m.__dict__, dict(m.__dict__)) for m in modules]
 
+    def protect_classes(self, *classes: type) -> None:
+        """Also restore these classes' attributes (the wire records the runner builds and reads)."""
+        self.classes += [(c, dict(c.__dict__)) for c in classes]
+
     def restore(self) -> None:
         """Undo what a cell did to the runner's machinery (timers first: an alarm must not fire)."""
         for which in _ITIMERS:

@@ -24,6 +24,12 @@ from pathlib import Path
 from datamind_ext.errors import UserError
 from datamind_ext.interpreter import memcg, procs, sandbox, wire
 from datamind_ext.interpreter.limits import Limits
+from datamind_ext.interpreter.messages import (
+    SessionSpec,
+    SpareReady,
+    StartFailed,
+    decode,
+)
 from datamind_ext.interpreter.result import ExecResult, describe_exit
 from datamind_ext.interpreter.session import (
     SESSION_START_TIMEOUT_S,
@@ -147,8 +153,9 @@ class InterpreterPool:
         except BaseException:
             sandbox.remove_tree(self.root)
             raise
-        self.uid_mode = bool(self._zygote.info.get("uid_mode"))
-        self._uid_base = int(self._zygote.info.get("uid_base", 0))
+        assert self._zygote.info is not None
+        self.uid_mode = self._zygote.info.uid_mode
+        self._uid_base = self._zygote.info.uid_base
         self._zygote_pid = self._zygote.proc.pid if self._zygote.proc else None
         self._free_uids = list(range(self._uid_base + n_uids - 1, self._uid_base - 1, -1)) if self.uid_mode else []
         self._started = True
@@ -200,7 +207,7 @@ class InterpreterPool:
         """The zygote and its helper (the uid sweeper): alive as long as the pool."""
         if not self._started or self._zygote_pid is None:
             return []
-        return [self._zygote_pid, *self._zygote.info.get("helper_pids", [])]
+        return [self._zygote_pid, *(self._zygote.info.helper_pids if self._zygote.info else [])]
 
     @property
     def spare_pids(self) -> list[int]:
@@ -209,11 +216,12 @@ class InterpreterPool:
 
     @property
     def isolation(self) -> dict[str, str]:
-        return {**self._zygote.info.get("isolation", {}), "disk_quota": self._quota_fact}
+        info = self._zygote.info
+        return {**(info.isolation if info else {}), "disk_quota": self._quota_fact}
 
     async def _wait_helpers_gone(self) -> None:
         """The zygote's helpers (sweeper, janitor) exit right after it; wait so none outlives close()."""
-        helpers = list(self._zygote.info.get("helper_pids", []))
+        helpers = list(self._zygote.info.helper_pids if self._zygote.info else [])
         deadline = time.monotonic() + EXIT_WAIT_S
         while helpers and time.monotonic() < deadline:
             helpers = [p for p in helpers if procs.alive(p)]
@@ -294,12 +302,7 @@ class InterpreterPool:
     async def _new_process(self, uid: int | None) -> ForkedProcess:
         """Fork a sandboxed process from the zygote and wait until it is ready to be assigned."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        spec = {
-            "uid": uid,
-            "gid": uid,
-            "pool_root": str(self.root),
-            "limits": self.limits.model_dump(),
-        }
+        spec = SessionSpec(uid=uid, gid=uid, pool_root=str(self.root), limits=self.limits)
         try:
             pid = await self._zygote.spawn(spec, theirs.fileno())
         except BaseException:
@@ -311,13 +314,15 @@ class InterpreterPool:
         ours.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=wire.MAX_FRAME_BYTES)
         try:
-            hello = await asyncio.wait_for(wire.recv_async(reader), SESSION_START_TIMEOUT_S)
+            hello = decode(await asyncio.wait_for(wire.recv_async(reader), SESSION_START_TIMEOUT_S), SpareReady, StartFailed)
         except (TimeoutError, wire.WireClosed):
-            hello = {"ready": False, "error": describe_exit(await self._zygote.kill(pid))}
-        if hello.get("ready") != "spare":
+            hello = StartFailed(error=describe_exit(await self._zygote.kill(pid)))
+        except wire.WireCorrupt as err:  # includes messages.Malformed
+            hello = StartFailed(error=f"its first message was not one of the protocol's ({err})")
+        if not isinstance(hello, SpareReady):
             writer.close()
             await self._zygote.kill(pid)
-            raise InterpreterError(f"the session did not start: {hello.get('error')}")
+            raise InterpreterError(f"the session did not start: {hello.error}")
         return ForkedProcess(pid, uid, reader, writer)
 
     def _refill_spares(self) -> None:
@@ -388,7 +393,7 @@ class InterpreterPool:
     async def memory_report(self) -> MemoryReport:
         live = {s.id: s.pid for s in self.sessions.values() if s.pid is not None}
 
-        cg = self._zygote.info.get("memory_cgroup") if self._started else None
+        cg = self._zygote.info.memory_cgroup if self._started and self._zygote.info else None
 
         def read() -> tuple[dict[int, int], dict[int, int], int | None]:
             out = {sid: procs.uss_bytes(pid) or 0 for sid, pid in live.items()}

@@ -3,11 +3,19 @@ place a session's reply or exit is turned into it."""
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from dataclasses import dataclass
 from typing import Any
 
 from datamind_ext.interpreter.capture import clean_text
+from datamind_ext.interpreter.messages import (
+    CellReply,
+    Exited,
+    Malformed,
+    RunCell,
+    decode,
+)
 from datamind_ext.protocol.observation import truncate_middle
 
 
@@ -35,48 +43,46 @@ class ExecResult:
     notice: str | None = None  # the session lost its variables before this cell (a replay that could not be completed)
 
 
-_REPLY_TYPES: dict[str, type | tuple[type, ...]] = {
-    "output": str, "ok": bool, "error": (str, type(None)), "error_name": (str, type(None)),
-    "error_value": (str, type(None)), "interrupted": bool, "output_chars": int, "truncated_chars": int,
-    "cell_s": (int, float), "stray_threads": int,
-}
-
-
-def parse_reply(raw: Any, req: dict[str, Any], max_chars: int) -> dict[str, Any] | None:
-    """The session's reply to ``req`` with every field type-checked and its text bounded and
-    cleaned, or None when it is not that reply (wrong shape, an earlier cell's, a forged frame)."""
-    if not isinstance(raw, dict) or raw.get("seq") != req["cell"] or raw.get("nonce") != req["nonce"]:
+def parse_reply(raw: Any, req: RunCell, max_chars: int) -> CellReply | None:
+    """The session's reply to ``req`` with every field type-checked (:func:`messages.decode`) and
+    its text bounded and cleaned, or None when it is not that reply (wrong shape, an earlier
+    cell's, a forged frame)."""
+    try:
+        reply = decode(raw, CellReply)
+    except Malformed:
         return None
-    reply = {}
-    for key, kind in _REPLY_TYPES.items():
-        value = raw.get(key)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            return None
-        reply[key] = value
-    if reply["ok"] == (reply["error"] is not None):
+    if not reply.answers(req):
         return None
-    for key in ("output", "error", "error_name", "error_value"):
-        if reply[key] is not None:
-            reply[key] = clean_text(truncate_middle(reply[key], max_chars + 256)[0])
-    return reply
+    return dataclasses.replace(
+        reply,
+        output=_bounded(reply.output, max_chars),
+        error=_bounded(reply.error, max_chars),
+        error_name=_bounded(reply.error_name, max_chars),
+        error_value=_bounded(reply.error_value, max_chars),
+    )
 
 
-def failure_kind(kind: str, reply: dict[str, Any] | None) -> str:
+def _bounded(text: str | None, max_chars: int) -> str | None:
+    return None if text is None else clean_text(truncate_middle(text, max_chars + 256)[0])
+
+
+def failure_kind(kind: str, reply: CellReply | None) -> str:
     if reply is not None:
-        return reply["error_name"] or ("it left threads running" if reply["stray_threads"] else "error")
+        return reply.error_name or ("it left threads running" if reply.stray_threads else "error")
     return {"crashed": "its process died", "broken": "it corrupted the channel"}.get(kind, "it timed out")
 
 
-def describe_exit(status: dict[str, Any] | None) -> str:
+def describe_exit(status: Exited | None) -> str:
+    """What happened to a session's process, from the zygote's exit report (None: none came)."""
     if status is None:
         return "the session's process disappeared"
-    if status.get("oom"):
+    if status.oom:
         return (
             "the session's process was killed for exceeding its memory limit "
             "(memory_mib counts everything it holds: allocations, memfd, files in /tmp and /dev/shm)"
         )
-    if "signal" in status:
-        sig = status["signal"]
+    if status.signal is not None:
+        sig = status.signal
         try:
             name = signal.Signals(sig).name
         except ValueError:
@@ -90,4 +96,4 @@ def describe_exit(status: dict[str, Any] | None) -> str:
             "SIGXCPU": " (CPU-time limit)",
         }.get(name, "")
         return f"the session's process was killed by {name}{what}"
-    return f"the session's process exited with code {status.get('code')}"
+    return f"the session's process exited with code {status.code}"

@@ -12,9 +12,18 @@ import secrets
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from datamind_ext.interpreter import procs, sandbox, wire
+from datamind_ext.interpreter.messages import (
+    Assign,
+    CellReply,
+    Exited,
+    RunCell,
+    SessionReady,
+    StartFailed,
+    decode,
+)
 from datamind_ext.interpreter.result import (
     ExecResult,
     describe_exit,
@@ -86,18 +95,22 @@ class Session:
         self._pid, self._reader, self._writer = proc.pid, proc.reader, proc.writer
         await asyncio.to_thread(self.pool._prepare_workdir, self.workdir, self._files, self.uid)
         try:
-            await wire.send_async(self._writer, {"op": "assign", "workdir": str(self.workdir), "files": self.files, "db": self.db})
-            hello = await asyncio.wait_for(wire.recv_async(self._reader), SESSION_START_TIMEOUT_S)
+            await wire.send_async(self._writer, Assign(workdir=str(self.workdir), files=self.files, db=self.db).to_wire())
+            raw = await asyncio.wait_for(wire.recv_async(self._reader), SESSION_START_TIMEOUT_S)
         except (TimeoutError, wire.WireClosed):
             status = await self._kill()
             raise InterpreterError(f"the session did not start: {describe_exit(status)}") from None
-        if not hello.get("ready"):
+        try:
+            hello = decode(raw, SessionReady, StartFailed)
+        except wire.WireCorrupt as err:  # includes messages.Malformed
+            hello = StartFailed(error=f"its ready message was not one of the protocol's ({err})")
+        if not isinstance(hello, SessionReady):
             await self._kill()
-            raise InterpreterError(f"the session did not start: {hello.get('error')}")
-        self.isolation = hello.get("isolation", {})
+            raise InterpreterError(f"the session did not start: {hello.error}")
+        self.isolation = dict(hello.isolation)
         self.evicted = False
 
-    async def _kill(self) -> dict[str, int] | None:
+    async def _kill(self) -> Exited | None:
         """Kill the process (and its leftovers); the working directory and history stay."""
         pid, self._pid = self._pid, None
         if self._writer is not None:
@@ -138,7 +151,7 @@ class Session:
             if kind == "timeout" and left < lim.timeout_s:
                 why = f"replaying the earlier cells took more than its {lim.replay_budget_s:g} s budget"
                 break
-            if kind != "ok" or not reply["ok"] or reply["stray_threads"]:
+            if kind != "ok" or reply is None or not reply.ok or reply.stray_threads:
                 why = f"replaying earlier cell {replayed + 1} of {len(self.history)} failed ({failure_kind(kind, reply)})"
                 break
             replayed += 1
@@ -150,19 +163,12 @@ class Session:
             await self._spawn()
         return 0, why
 
-    def _request(self, code: str) -> dict[str, Any]:
+    def _request(self, code: str) -> RunCell:
         self.cells_run += 1
         lim = self.pool.limits
-        return {
-            "op": "run",
-            "code": code,
-            "cell": self.cells_run,
-            "nonce": secrets.token_hex(8),
-            "cpu_s": lim.cpu_s_per_cell,
-            "memory_mib": lim.memory_mib,
-        }
+        return RunCell(code=code, cell=self.cells_run, nonce=secrets.token_hex(8), cpu_s=lim.cpu_s_per_cell, memory_mib=lim.memory_mib)
 
-    async def _exchange(self, req: dict[str, Any], timeout: float, *, interrupt: bool) -> tuple[str, dict[str, Any] | None]:
+    async def _exchange(self, req: RunCell, timeout: float, *, interrupt: bool) -> tuple[str, CellReply | None]:
         """Send one cell and read its reply: ("ok", reply) or (failure kind, None).
 
         Kinds: "crashed" (the process went away), "broken" (a frame that is not this cell's
@@ -174,7 +180,7 @@ class Session:
         reader = self._reader
         try:
             try:
-                await wire.send_async(self._writer, req)
+                await wire.send_async(self._writer, req.to_wire())
                 raw = await asyncio.wait_for(wire.recv_async(reader), timeout)
             except TimeoutError:
                 if not interrupt or self._pid is None:
@@ -231,27 +237,27 @@ class Session:
         if reply is None:
             return await self._after_failure(kind, t0, timeout)
         duration = time.perf_counter() - t0
-        timed_out = reply["interrupted"]
-        error = reply["error"]
+        timed_out = reply.interrupted
+        error = reply.error
         if timed_out:
             error = (
                 f"TimeoutError: the cell exceeded its {timeout:g} s wall-clock limit and was interrupted "
                 "(variables set before the interruption are kept)"
             )
         result = ExecResult(
-            output=reply["output"],
-            ok=reply["ok"],
+            output=reply.output,
+            ok=reply.ok,
             error=error,
             timed_out=timed_out,
             duration_s=duration,
-            cell_s=reply["cell_s"],
-            output_chars=reply["output_chars"],
-            truncated_chars=reply["truncated_chars"],
-            error_name=reply["error_name"],
-            error_value=reply["error_value"],
+            cell_s=reply.cell_s,
+            output_chars=reply.output_chars,
+            truncated_chars=reply.truncated_chars,
+            error_name=reply.error_name,
+            error_value=reply.error_value,
         )
-        if reply["stray_threads"]:
-            n = reply["stray_threads"]
+        if reply.stray_threads:
+            n = reply.stray_threads
             note = (
                 f"RuntimeError: the cell left {n} thread(s) running; threads must finish within their cell, "
                 "so the session was restarted without this cell"

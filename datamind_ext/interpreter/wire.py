@@ -1,7 +1,19 @@
 """Length-prefixed JSON frames between the pool, the zygote and the sessions.
 
-One framing for both ends: the session side uses blocking sockets (it is its own process and
-has nothing else to do), the pool side uses asyncio streams so it never blocks the event loop.
+One framing everywhere: a frame is a 4-byte big-endian length and that many bytes of UTF-8
+JSON (what goes in a frame is typed in :mod:`messages`). It travels over two kinds of socket:
+
+- pool <-> session: a stream socket. The session side uses blocking calls (it is its own
+  process and has nothing else to do), the pool side asyncio streams so it never blocks the
+  event loop. The session runs hostile code that may write bytes into this channel, so a
+  reader checks every length and every decoded message.
+- pool <-> zygote (control): a SOCK_SEQPACKET socket, one frame per datagram
+  (:func:`send_datagram` / :func:`decode_datagram`). It is not a stream because a spawn
+  request carries the new session's socket as SCM_RIGHTS: on a datagram the descriptor is
+  bound to its message, whereas on a stream it is bound to whichever bytes happened to carry it
+  and asyncio's buffered stream readers cannot receive it at all. A datagram also arrives whole,
+  so the zygote's select() loop never holds half a message. The frame's length must equal the
+  datagram's, so a truncated datagram is refused rather than misread.
 """
 
 from __future__ import annotations
@@ -10,10 +22,12 @@ import asyncio
 import json
 import socket
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+MAX_DATAGRAM_BYTES = 1 << 20  # the control channel's messages are small (a spawn spec, an exit status)
 
 
 class WireClosed(EOFError):
@@ -73,3 +87,25 @@ async def send_async(writer: asyncio.StreamWriter, obj: Any) -> None:
         await writer.drain()
     except ConnectionError as err:
         raise WireClosed("connection closed") from err
+
+
+def send_datagram(sock: socket.socket, obj: Any, fds: Sequence[int] = ()) -> None:
+    """Send one frame as one datagram, with ``fds`` attached (SCM_RIGHTS); raises BlockingIOError
+    on a full non-blocking socket, like ``socket.send``."""
+    frame = encode(obj)
+    if len(frame) > MAX_DATAGRAM_BYTES:
+        raise ValueError(f"control message of {len(frame)} bytes exceeds {MAX_DATAGRAM_BYTES}")
+    if fds:
+        socket.send_fds(sock, [frame], list(fds))
+    else:
+        sock.send(frame)
+
+
+def decode_datagram(data: bytes) -> Any:
+    """The object in one received datagram, which must hold exactly one whole frame."""
+    if len(data) < _HEADER.size:
+        raise WireCorrupt(f"datagram of {len(data)} bytes is shorter than a frame header")
+    (n,) = _HEADER.unpack_from(data)
+    if n != len(data) - _HEADER.size:
+        raise WireCorrupt(f"datagram of {len(data)} bytes holds a frame of {n}")
+    return _decode(data[_HEADER.size :])

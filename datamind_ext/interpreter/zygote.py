@@ -7,12 +7,13 @@ session's uid, and through child-subreaper adoption) before telling the pool. Wh
 goes away (its control socket reaches EOF, even after a SIGKILL of the pool) the zygote kills
 every session and exits, so nothing outlives the pool.
 
-Control messages are JSON datagrams over a SOCK_SEQPACKET socket; a spawn request carries the
-session's end of a socketpair as SCM_RIGHTS.
+Control messages (:mod:`messages`) are :mod:`wire` frames, one per datagram of a SOCK_SEQPACKET
+socket; a spawn request carries the session's end of a socketpair as SCM_RIGHTS.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import io
 import json
@@ -24,7 +25,20 @@ import sys
 import time
 from typing import Any
 
-from datamind_ext.interpreter import memcg, sandbox, uids
+from datamind_ext.interpreter import memcg, sandbox, uids, wire
+from datamind_ext.interpreter.messages import (
+    POOL_TO_ZYGOTE,
+    Exited,
+    Kill,
+    Message,
+    SessionSpec,
+    Shutdown,
+    Signal,
+    Spawn,
+    Spawned,
+    ZygoteReady,
+    decode,
+)
 
 DEFAULT_PRELOAD: tuple[str, ...] = (
     "numpy",
@@ -48,7 +62,6 @@ DEFAULT_PRELOAD: tuple[str, ...] = (
     "datamind_ext.interpreter.cell_runner",
     "datamind_ext.interpreter.sqltools",
 )
-MAX_DATAGRAM = 1 << 20
 
 
 def _preload(modules: list[str]) -> dict[str, str]:
@@ -143,14 +156,14 @@ class Zygote:
         self.root = os.getcwd()  # the pool's temporary root
         self.janitor_fd: int | None = None
         self.janitor_pid: int | None = None
-        self.sessions: dict[int, dict[str, Any]] = {}
+        self.sessions: dict[int, SessionSpec] = {}
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.isolate_network = isolate_network
         self.isolate_user = isolate_user
         self.sweeper: tuple[int, socket.socket] | None = None
 
-    def send(self, obj: dict[str, Any]) -> None:
-        self.ctrl.send(json.dumps(obj).encode())
+    def send(self, msg: Message) -> None:
+        wire.send_datagram(self.ctrl, msg.to_wire())
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self, preload: list[str]) -> None:
@@ -212,17 +225,16 @@ class Zygote:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.set_wakeup_fd(self.wake_w)
         self.send(
-            {
-                "event": "ready",
-                "pid": os.getpid(),
-                "isolation": facts,
-                "preload_failed": failed,
-                "preload_s": round(time.perf_counter() - t0, 3),
-                "uid_mode": self.uid_mode,
-                "uid_base": self.uid_base,
-                "memory_cgroup": list(self.memcg) if self.memcg else None,
-                "helper_pids": sorted(self._helpers()),
-            }
+            ZygoteReady(
+                pid=os.getpid(),
+                isolation=facts,
+                preload_failed=failed,
+                preload_s=round(time.perf_counter() - t0, 3),
+                uid_mode=self.uid_mode,
+                uid_base=self.uid_base,
+                memory_cgroup=list(self.memcg) if self.memcg else None,
+                helper_pids=sorted(self._helpers()),
+            )
         )
 
     def _start_sweeper(self) -> None:
@@ -303,10 +315,16 @@ class Zygote:
                         pass
                     self.reap()
                 if self.ctrl in ready:
-                    msg, fds, _, _ = socket.recv_fds(self.ctrl, MAX_DATAGRAM, 4)
-                    if not msg:  # the pool is gone without a shutdown (killed); the janitor removes its root
+                    data, fds, _, _ = socket.recv_fds(self.ctrl, wire.MAX_DATAGRAM_BYTES, 4)
+                    if not data:  # the pool is gone without a shutdown (killed); the janitor removes its root
                         return
-                    self.handle(json.loads(msg), fds)
+                    try:
+                        msg = decode(wire.decode_datagram(data), *POOL_TO_ZYGOTE)
+                    except wire.WireCorrupt:  # only the pool holds this socket: a bug, not an attack
+                        for fd in fds:
+                            os.close(fd)
+                        raise
+                    self.handle(msg, fds)
                     self.reap()
         finally:
             self.shutdown()
@@ -322,27 +340,28 @@ class Zygote:
             memcg.remove(self.memcg[1])
 
     # --- requests --------------------------------------------------------------------------
-    def handle(self, msg: dict[str, Any], fds: list[int]) -> None:
-        op = msg.get("op")
-        if op == "spawn":
-            self.spawn(msg, fds[0])
-        elif op == "signal":
-            if msg["pid"] in self.sessions:
-                try:
-                    os.kill(msg["pid"], msg["sig"])
-                except ProcessLookupError:
-                    pass
-        elif op == "kill":
-            if msg["pid"] in self.sessions:
-                self._kill(msg["pid"])
-        elif op == "shutdown":
-            raise SystemExit(0)
-        for fd in fds:
-            if op != "spawn":
+    def handle(self, msg: Message, fds: list[int]) -> None:
+        spawned = isinstance(msg, Spawn)
+        try:
+            if isinstance(msg, Spawn):
+                self.spawn(msg, fds[0])  # a spawn request always carries the session's socket
+            elif isinstance(msg, Signal):
+                if msg.pid in self.sessions:
+                    try:
+                        os.kill(msg.pid, msg.sig)
+                    except ProcessLookupError:
+                        pass
+            elif isinstance(msg, Kill):
+                if msg.pid in self.sessions:
+                    self._kill(msg.pid)
+            elif isinstance(msg, Shutdown):
+                raise SystemExit(0)
+        finally:
+            for fd in fds[1:] if spawned else fds:
                 os.close(fd)
 
-    def spawn(self, msg: dict[str, Any], fd: int) -> None:
-        spec = {**msg["spec"], "read_paths": self.read_paths, "memcg": self.memcg}
+    def spawn(self, msg: Spawn, fd: int) -> None:
+        spec = dataclasses.replace(msg.spec, read_paths=self.read_paths, memcg=list(self.memcg) if self.memcg else None)
         zygote_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
@@ -363,7 +382,7 @@ class Zygote:
                 os._exit(73)
         os.close(fd)
         self.sessions[pid] = spec
-        self.send({"id": msg["id"], "pid": pid})
+        self.send(Spawned(id=msg.id, pid=pid))
 
     def _kill(self, pid: int) -> None:
         for kill in (os.killpg, os.kill):
@@ -391,21 +410,21 @@ class Zygote:
                 memcg.remove(memcg.session_dir(self.memcg[1], pid))
             if notify:
                 if os.WIFSIGNALED(status):
-                    info = {"signal": os.WTERMSIG(status), "oom": oom}
+                    exited = Exited(pid=pid, signal=os.WTERMSIG(status), oom=oom)
                 else:
-                    info = {"code": os.waitstatus_to_exitcode(status)}
+                    exited = Exited(pid=pid, code=os.waitstatus_to_exitcode(status))
                 try:
-                    self.send({"event": "exit", "pid": pid, **info})
+                    self.send(exited)
                 except OSError:
                     pass
 
-    def sweep(self, pid: int, spec: dict[str, Any]) -> None:
+    def sweep(self, pid: int, spec: SessionSpec) -> None:
         """Kill everything a dead session left behind."""
         try:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
-        uid = spec.get("uid")
+        uid = spec.uid
         if uid is not None and self.sweeper is not None:
             self._sweep_uid(uid)  # every process of that uid, atomically
         # Orphans re-parented to us (a session that escaped its group without its own uid).

@@ -1,7 +1,7 @@
 """The pool's side of the zygote: start it, ask it to fork, signal and kill sessions, hear of exits.
 
-Control messages are JSON datagrams over a SOCK_SEQPACKET socket (a datagram is a message: no
-framing needed); sessions talk over stream sockets with :mod:`wire`'s frames.
+Control messages (:mod:`messages`) are :mod:`wire` frames, one per datagram of a SOCK_SEQPACKET
+socket (why a datagram: see :mod:`wire`); sessions talk over stream sockets with the same frames.
 """
 
 from __future__ import annotations
@@ -15,10 +15,21 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from datamind_ext.interpreter import sandbox
-from datamind_ext.interpreter.zygote import MAX_DATAGRAM
+from datamind_ext.interpreter import sandbox, wire
+from datamind_ext.interpreter.messages import (
+    ZYGOTE_TO_POOL,
+    Exited,
+    Kill,
+    Message,
+    SessionSpec,
+    Shutdown,
+    Signal,
+    Spawn,
+    Spawned,
+    ZygoteReady,
+    decode,
+)
 
 EXIT_WAIT_S = 10.0
 
@@ -38,10 +49,10 @@ class ZygoteClient:
         self.isolate_network = isolate_network
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
-        self.info: dict[str, Any] = {}
+        self.info: ZygoteReady | None = None  # set once started
         self._ids = itertools.count(1)
-        self._replies: dict[int, asyncio.Future] = {}
-        self._exits: dict[int, asyncio.Future] = {}
+        self._replies: dict[int, asyncio.Future[Spawned]] = {}
+        self._exits: dict[int, asyncio.Future[Exited | None]] = {}
         self._reader: asyncio.Task | None = None
         self._ready: asyncio.Future | None = None
         self.dead = False
@@ -90,24 +101,23 @@ class ZygoteClient:
         assert self.sock is not None
         try:
             while True:
-                data = await loop.sock_recv(self.sock, MAX_DATAGRAM)
+                data = await loop.sock_recv(self.sock, wire.MAX_DATAGRAM_BYTES)
                 if not data:
                     break
-                msg = json.loads(data)
-                if msg.get("event") == "ready":
+                msg = decode(wire.decode_datagram(data), *ZYGOTE_TO_POOL)
+                if isinstance(msg, ZygoteReady):
                     if self._ready and not self._ready.done():
                         self._ready.set_result(msg)
-                elif msg.get("event") == "exit":
-                    fut = self._exits.setdefault(msg["pid"], loop.create_future())
+                elif isinstance(msg, Exited):
+                    fut = self._exits.setdefault(msg.pid, loop.create_future())
                     if not fut.done():
-                        fut.set_result({k: v for k, v in msg.items() if k in ("code", "signal", "oom")})
-                elif "id" in msg:
-                    if "pid" in msg:
-                        self._exits.setdefault(msg["pid"], loop.create_future())
-                    fut = self._replies.pop(msg["id"], None)
-                    if fut is not None and not fut.done():
                         fut.set_result(msg)
-        except (OSError, ValueError):
+                else:
+                    self._exits.setdefault(msg.pid, loop.create_future())
+                    reply = self._replies.pop(msg.id, None)
+                    if reply is not None and not reply.done():
+                        reply.set_result(msg)
+        except (OSError, ValueError):  # wire.WireCorrupt is a ValueError: treat the zygote as gone
             pass
         finally:
             self.dead = True
@@ -119,39 +129,39 @@ class ZygoteClient:
                 if not fut.done():
                     fut.set_result(None)
 
-    async def _send(self, msg: dict[str, Any], fds: Sequence[int] = ()) -> None:
+    async def _send(self, msg: Message, fds: Sequence[int] = ()) -> None:
         if self.dead or self.sock is None:
             raise InterpreterError("the interpreter zygote is not running")
-        data = json.dumps(msg).encode()
+        obj = msg.to_wire()
         while True:
             try:
-                socket.send_fds(self.sock, [data], list(fds)) if fds else self.sock.send(data)
+                wire.send_datagram(self.sock, obj, fds)
                 return
             except BlockingIOError:
                 await asyncio.sleep(0.001)
 
-    async def spawn(self, spec: dict[str, Any], fd: int) -> int:
+    async def spawn(self, spec: SessionSpec, fd: int) -> int:
         rid = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._replies[rid] = fut
-        await self._send({"op": "spawn", "id": rid, "spec": spec}, [fd])
+        await self._send(Spawn(id=rid, spec=spec), [fd])
         try:
             reply = await fut
         except EOFError as exc:
             raise InterpreterError(str(exc)) from None
-        return int(reply["pid"])
+        return reply.pid
 
     async def signal(self, pid: int, sig: int) -> None:
         with contextlib.suppress(InterpreterError, OSError):
-            await self._send({"op": "signal", "pid": pid, "sig": int(sig)})
+            await self._send(Signal(pid=pid, sig=int(sig)))
 
-    async def kill(self, pid: int) -> dict[str, int] | None:
+    async def kill(self, pid: int) -> Exited | None:
         """Kill a session (and everything it left) and wait until the zygote has swept it."""
         with contextlib.suppress(InterpreterError, OSError):
-            await self._send({"op": "kill", "pid": pid})
+            await self._send(Kill(pid=pid))
         return await self.wait_exit(pid, EXIT_WAIT_S)
 
-    async def wait_exit(self, pid: int, timeout_s: float) -> dict[str, int] | None:
+    async def wait_exit(self, pid: int, timeout_s: float) -> Exited | None:
         fut = self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
@@ -164,7 +174,7 @@ class ZygoteClient:
     async def stop(self) -> None:
         if self.sock is not None:
             with contextlib.suppress(OSError):
-                self.sock.send(json.dumps({"op": "shutdown"}).encode())
+                wire.send_datagram(self.sock, Shutdown().to_wire())
         proc = self.proc
         if proc is not None:
             try:
