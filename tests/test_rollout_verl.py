@@ -139,6 +139,22 @@ async def test_agent_loop_through_verl_worker(tiny_model_path, tiny_tokenizer, s
     assert "get_db_info()" in tiny_tokenizer.decode(prompts[1].tolist())  # database task prompt
 
 
+def test_an_episode_that_failed_before_its_first_token_still_takes_a_reward():
+    """verl's v1 loop writes the reward on the last response token: an empty response raised
+    IndexError there and failed the whole step (seen when a row's data file was missing)."""
+    from datamind_ext.agent.loop import Episode
+    from datamind_ext.integrations.verl.agent_loop import episode_output
+
+    failed = Episode(messages=[{"role": "user", "content": "q"}], prompt_ids=[5, 6, 7], void=True,
+                     error="UserError: data file not found: /gone/sales.csv")
+    out = episode_output(failed, with_logprobs=True, filler_token_id=0)
+    row = out.model_copy(update={"reward_score": -0.1}).as_dict()
+    assert row["responses"].tolist() == [0] and row["response_mask"].tolist() == [0]
+    assert row["rm_scores"].tolist() == [pytest.approx(-0.1)] and row["rollout_log_probs"].tolist() == [0.0]
+    ok = Episode(messages=[], prompt_ids=[5], response_ids=[8, 9], response_mask=[1, 1], response_logprobs=[-1.0, -2.0])
+    assert episode_output(ok, with_logprobs=False, filler_token_id=0).response_ids == [8, 9]
+
+
 def _messages_from_text(text: str) -> list[dict[str, str]]:
     """Split ChatML text back into messages (the last, unterminated turn included)."""
     msgs = []

@@ -69,15 +69,24 @@ def row_files(extra_info: Any, tools_kwargs: Any = None) -> list[str]:
     return []
 
 
-def episode_output(ep: Episode, *, with_logprobs: bool,
+def episode_output(ep: Episode, *, with_logprobs: bool, filler_token_id: int,
                    weight_versions: tuple[int, int] | None = None) -> AgentLoopOutput:
     """verl's output for an episode: token lists, masks, scalar metrics (same keys every time).
 
     ``weight_versions``: the (first, last) ``global_steps`` the server reported over the episode's
     turns; verl 0.9.1's v1 trainer reads them as ``min_global_steps``/``max_global_steps`` for its
     staleness metrics and fails on None, so an episode that never generated records -1.
+
+    An episode that failed before its first token (a missing data file, a server error) gets one
+    ``filler_token_id`` response token with mask 0: verl's v1 agent loop writes the reward on the
+    last response token (``rm_scores[-1]``) and raises on an empty response, which then fails the
+    whole step ("no materializable trajectories"). Masked, the token trains nothing.
     """
     m = ep.metrics
+    response_ids, response_mask = ep.response_ids, ep.response_mask
+    response_logprobs = ep.response_logprobs
+    if not response_ids:
+        response_ids, response_mask, response_logprobs = [filler_token_id], [0], [0.0]
     lo, hi = weight_versions if weight_versions is not None else (-1, -1)
     extra = RolloutExtraFields(
         min_global_steps=lo, max_global_steps=hi,
@@ -86,11 +95,11 @@ def episode_output(ep: Episode, *, with_logprobs: bool,
         dm_failed=m.failed, dm_generation_s=round(m.generation_s, 6),
         dm_interpreter_s=round(m.interpreter_s, 6), dm_overhead_s=round(m.overhead_s, 6),
     ).to_dict()
-    logprobs = ep.response_logprobs if with_logprobs and ep.response_logprobs is not None else None
+    logprobs = response_logprobs if with_logprobs and response_logprobs is not None else None
     return AgentLoopOutput(
         prompt_ids=ep.prompt_ids,
-        response_ids=ep.response_ids,
-        response_mask=ep.response_mask,
+        response_ids=response_ids,
+        response_mask=response_mask,
         response_logprobs=logprobs,
         num_turns=len(ep.messages) - sum(1 for x in ep.messages if x["role"] == "system"),
         metrics=AgentLoopMetrics(generate_sequences=m.generation_s, tool_calls=m.interpreter_s),
@@ -146,5 +155,6 @@ class DataMindAgentLoop(AgentLoopBase):
         episode = await loop.run(messages, files)
         if episode.error:
             log.warning("datamind trajectory failed (kept in the batch as void): %s", episode.error)
-        return episode_output(episode, with_logprobs=bool(sampling_params.get("logprobs")),
+        filler = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        return episode_output(episode, with_logprobs=bool(sampling_params.get("logprobs")), filler_token_id=filler,
                               weight_versions=(min(versions), max(versions)) if versions else None)
