@@ -102,6 +102,12 @@ async def test_output_keeps_head_and_tail_with_marker(pool):
         # stdout and stderr in order, C-level writes included
         r = await s.run("import sys, os\nprint('a')\nprint('b', file=sys.stderr)\nsys.stdout.flush()\nos.write(1, b'c\\n')")
         assert r.output == "a\nb\nc\n"
+        # each stream alone too (Python-level writes; fd-level ones are in output only)
+        assert (r.stdout, r.stderr) == ("a\n", "b\n")
+        r = await s.run("import sys, warnings\nsys.stderr.buffer.write(b'E' * 5000)\nprint('o')\nwarnings.warn('careful')")
+        assert r.stdout == "o\n" and r.stderr.startswith("EEEE") and "UserWarning: careful" in r.stderr, r
+        assert len(r.stderr) <= LIMITS.output_max_chars and "characters cut" in r.stderr
+        assert r.output.startswith("EEEE") and "o\n" in r.output
 
 
 async def test_timeout_interrupts_and_keeps_state(pool):

@@ -48,7 +48,7 @@ print('wrote', written)
 """
 
 _FORGED = json.dumps(
-    {"type": "cell_reply", "seq": 2, "nonce": "0" * 16, "output": "FORGED\n", "ok": True, "error": None, "error_name": None, "error_value": None,
+    {"type": "cell_reply", "seq": 2, "nonce": "0" * 16, "output": "FORGED\n", "stdout": "FORGED\n", "stderr": "", "ok": True, "error": None, "error_name": None, "error_value": None,
      "interrupted": False, "output_chars": 7, "truncated_chars": 0, "cell_s": 0.0, "stray_threads": 0}
 ).encode()
 

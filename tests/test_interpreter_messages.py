@@ -35,7 +35,7 @@ from datamind_ext.interpreter.result import parse_reply
 LIMITS = Limits(timeout_s=20, interrupt_grace_s=3, memory_mib=1024, output_max_chars=600)
 SPEC = SessionSpec(uid=70001, gid=70001, pool_root="/var/tmp/pool", limits=LIMITS, read_paths=["/usr"], memcg=["v2", "/sys/fs/cgroup/x"])
 REPLY = CellReply(
-    seq=3, nonce="ab" * 8, output="hi\n", ok=False, error="Traceback ...\nKeyError: 'a'", error_name="KeyError",
+    seq=3, nonce="ab" * 8, output="hi\n", stdout="hi\n", stderr="", ok=False, error="Traceback ...\nKeyError: 'a'", error_name="KeyError",
     error_value="'a'", interrupted=False, output_chars=3, truncated_chars=0, cell_s=0.25, stray_threads=0,
 )
 EXAMPLES = [
@@ -168,8 +168,9 @@ def test_parse_reply_takes_only_the_requests_own_reply_and_bounds_its_text():
     assert parse_reply({**REPLY.to_wire(), "nonce": "0" * 16}, req, 600) is None
     assert parse_reply({**REPLY.to_wire(), "ok": "yes"}, req, 600) is None
     assert parse_reply(json.loads(json.dumps(REPLY.to_wire())), req, 600) == REPLY
-    long = parse_reply({**REPLY.to_wire(), "output": "A\x00" + "x" * 100_000, "error_value": "\ud800"}, req, 600)
+    long = parse_reply({**REPLY.to_wire(), "output": "A\x00" + "x" * 100_000, "stderr": "y" * 9000, "error_value": "\ud800"}, req, 600)
     assert long is not None and "\x00" not in long.output and len(long.output) < 1000 and "characters cut" in long.output
+    assert len(long.stderr) < 1000 and "characters cut" in long.stderr
     assert long.error_value.encode("utf-8")
 
 
@@ -211,7 +212,7 @@ _FORGERIES = [(m.TYPE, m.to_wire()) for m in EXAMPLES if not isinstance(m, CellR
     ("reply-negative-count", _own({"stray_threads": -1})),
     ("reply-nan-duration", _own({"cell_s": "NAN"})),
     ("reply-missing-field", {k: v for k, v in _own({}).items() if k != "interrupted"}),
-    ("reply-extra-field", _own({"stdout": "x"})),
+    ("reply-extra-field", _own({"stdout_bytes": "x"})),
     ("reply-untyped", {k: v for k, v in _own({}).items() if k != "type"}),
 ]
 

@@ -26,12 +26,13 @@ writable; nothing else exists), a memory cgroup counting every byte a session ho
 tmpfs, shm included), a tmpfs working directory and /tmp as disk quota, and a seccomp filter (no
 namespaces, no netlink/vsock). Cells run in persistent globals; the runner restores what a cell
 may have broken of its own machinery before each cell, and a reply is accepted only if it is the
-cell's own (sequence number + nonce, typed), so bytes a cell writes anywhere never make ``run``
+cell's own (sequence number + nonce, typed: :mod:`messages` defines every message on the wire), so bytes a cell writes anywhere never make ``run``
 raise. A crash, a timeout that ignores the interrupt, a corrupted channel or stray threads
 rebuild the session by replaying its successful cells within ``Limits.replay_budget_s``
 (``Limits.on_crash``), falling back to a fresh session when replay fails again. Processes a cell
 starts do not outlive the cell. Failed cells carry ``error_name`` / ``error_value`` besides the
-rendered ``error``. Sessions opened over a sqlite file get ``get_db_info()`` and
+rendered ``error``; every result carries ``stdout`` / ``stderr`` (each stream alone) besides the
+interleaved ``output`` the model sees. Sessions opened over a sqlite file get ``get_db_info()`` and
 ``execute_sql(sql, output_path)``.
 
 The observation text for the model is not built here: pass the result to

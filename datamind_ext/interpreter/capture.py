@@ -2,8 +2,11 @@
 
 A cell may print gigabytes; only the head and the tail (``max_chars`` each) are ever held, and
 the total is counted so the observation can say how much was cut. Text printed through
-``sys.stdout``/``sys.stderr`` (and their ``.buffer``) lands here in order; output written by C
-code or child processes to file descriptors 1 and 2 goes to a memfd read after the cell.
+``sys.stdout``/``sys.stderr`` (and their ``.buffer``) lands here in order, interleaved as the
+model sees it, and also per stream (:class:`Capture`); output written by C code or child
+processes to file descriptors 1 and 2 goes to one memfd read after the cell, so it is in the
+interleaved text only (splitting it would need a second memfd, which loses the order of writes
+to fd 1 and fd 2 relative to each other).
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ class BoundedText(io.TextIOBase):
     encoding = "utf-8"
     errors = "replace"
 
-    def __init__(self, max_chars: int) -> None:
+    def __init__(self, max_chars: int, feeds: BoundedText | None = None) -> None:
         super().__init__()
         self.max_chars = max_chars
+        self.feeds = feeds  # another capture that also receives everything written here
         self.reset()
 
     def reset(self) -> None:
@@ -82,6 +86,8 @@ class BoundedText(io.TextIOBase):
         if self._tail_len > 2 * self.max_chars:
             joined = "".join(self._tail)[-self.max_chars :]
             self._tail, self._tail_len = [joined], len(joined)
+        if self.feeds is not None:
+            self.feeds.write(s)
         return n
 
     def flush(self) -> None:
@@ -93,6 +99,25 @@ class BoundedText(io.TextIOBase):
 
     def tail(self) -> str:
         return "".join(self._tail)[-self.max_chars :]
+
+    def text(self) -> str:
+        """What was written, head + tail kept, as :func:`merge` renders it, cleaned."""
+        return clean_text(compose(self.head, self.tail(), self.total, self.max_chars)[0])
+
+
+class Capture:
+    """A cell's Python-level output: ``stdout`` and ``stderr`` keep their own head and tail and
+    both feed ``merged``, the interleaved text the model sees."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self.merged = BoundedText(max_chars)
+        self.stdout = BoundedText(max_chars, feeds=self.merged)
+        self.stderr = BoundedText(max_chars, feeds=self.merged)
+
+    def reset(self) -> None:
+        for stream in (self.merged, self.stdout, self.stderr):
+            stream.reset()
 
 
 class _BinaryView(io.RawIOBase):

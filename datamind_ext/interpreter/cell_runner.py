@@ -288,7 +288,7 @@ def _kill_strays(uid_mode: bool) -> None:
             time.sleep(0.001)
 
 
-def _run_cell(g: dict[str, Any], req: RunCell, cap: capture.BoundedText, out_fd: int, uid_mode: bool, guard: Guard) -> CellReply:
+def _run_cell(g: dict[str, Any], req: RunCell, cap: capture.Capture, out_fd: int, uid_mode: bool, guard: Guard) -> CellReply:
     me = os.getpid()  # (the guard restored the machinery after the previous cell; no thread outlives a cell)
     cap.reset()
     max_chars = cap.max_chars
@@ -339,12 +339,14 @@ def _run_cell(g: dict[str, Any], req: RunCell, cap: capture.BoundedText, out_fd:
     _kill_strays(uid_mode)
     stray = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
     text, total, cut = capture.merge(
-        (cap.head, cap.tail(), cap.total), capture.read_fd_capture(out_fd, max_chars), max_chars
+        (cap.merged.head, cap.merged.tail(), cap.merged.total), capture.read_fd_capture(out_fd, max_chars), max_chars
     )
     return CellReply(
         seq=req.cell,
         nonce=req.nonce,
         output=text,
+        stdout=cap.stdout.text(),
+        stderr=cap.stderr.text(),
         ok=error is None,
         error=error,
         error_name=ename,
@@ -385,8 +387,8 @@ def session_main(sock: socket.socket, spec: SessionSpec, zygote_pid: int) -> NoR
             wire.send_sync(sock, StartFailed(error=f"{type(exc).__name__}: {exc}").to_wire())
             os._exit(71)
         uid_mode = spec.uid is not None
-        cap = capture.BoundedText(spec.limits.output_max_chars)
-        streams = (cap, cap, open(os.devnull, encoding="utf-8"))  # noqa: SIM115
+        cap = capture.Capture(spec.limits.output_max_chars)
+        streams = (cap.stdout, cap.stderr, open(os.devnull, encoding="utf-8"))  # noqa: SIM115
         guard = Guard(g, _HANDLERS, out_fd, streams)
         guard.protect(sys.modules[__name__], capture, procs, wire, messages, sqltools, observation)
         guard.protect_classes(messages.Message, RunCell, CellReply)

@@ -257,6 +257,8 @@ class CellReply(Message):
     seq: int
     nonce: str
     output: str  # stdout and stderr interleaved, head + tail kept (capture.py)
+    stdout: str  # what went through sys.stdout alone, head + tail kept
+    stderr: str  # what went through sys.stderr alone
     ok: bool
     error: str | None  # the rendered traceback
     error_name: str | None

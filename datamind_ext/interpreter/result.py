@@ -28,7 +28,7 @@ class ExecResult:
     other fields are for logs and metrics.
     """
 
-    output: str
+    output: str  # stdout and stderr interleaved as written (Python-level and fds 1/2), head + tail kept
     ok: bool
     error: str | None = None  # the rendered error (traceback, or what happened to the process)
     timed_out: bool = False
@@ -41,6 +41,10 @@ class ExecResult:
     error_name: str | None = None  # the exception's type ("KeyError"), or "SessionCrashed", "SessionBroken", "TimeoutError"
     error_value: str | None = None  # its message, bounded and cleaned
     notice: str | None = None  # the session lost its variables before this cell (a replay that could not be completed)
+    # Each stream alone, head + tail kept: what the cell wrote through sys.stdout / sys.stderr.
+    # Text written straight to file descriptors 1 and 2 (C code, child processes) is in ``output`` only.
+    stdout: str = ""
+    stderr: str = ""
 
 
 def parse_reply(raw: Any, req: RunCell, max_chars: int) -> CellReply | None:
@@ -56,6 +60,8 @@ def parse_reply(raw: Any, req: RunCell, max_chars: int) -> CellReply | None:
     return dataclasses.replace(
         reply,
         output=_bounded(reply.output, max_chars),
+        stdout=_bounded(reply.stdout, max_chars),
+        stderr=_bounded(reply.stderr, max_chars),
         error=_bounded(reply.error, max_chars),
         error_name=_bounded(reply.error_name, max_chars),
         error_value=_bounded(reply.error_value, max_chars),

@@ -246,6 +246,8 @@ class Session:
             )
         result = ExecResult(
             output=reply.output,
+            stdout=reply.stdout,
+            stderr=reply.stderr,
             ok=reply.ok,
             error=error,
             timed_out=timed_out,
