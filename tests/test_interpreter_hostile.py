@@ -84,6 +84,22 @@ async def test_huge_and_unencodable_error_text_is_bounded_and_clean(pool):
         assert (await s.run("print('fine')")).output == "fine\n"
 
 
+async def test_an_exception_whose_rendering_poisons_the_runner_poisons_only_its_cell(pool):
+    """Rendering a failure runs the cell's own code (``__str__``) after the guard restored the
+    machinery: the guard restores it again, so an alarm or a patched runner module set there
+    never reaches the next cell."""
+    code = (
+        "class E(Exception):\n    def __str__(self):\n        import signal, sys\n        signal.alarm(1)\n"
+        "        sys.modules['datamind_ext.interpreter.messages'].decode = None\n        return 'boom'\nraise E()"
+    )
+    async with pool.session() as s:
+        assert (await s.run("kept = 5")).ok
+        r = await s.run(code)
+        assert not r.ok and r.error_name == "E" and "boom" in r.error and not r.restarted, r
+        r = await s.run("import time\ntime.sleep(1.5)\nprint(kept)", timeout_s=10)
+        assert r.ok and r.output == "5\n" and not r.restarted, r
+
+
 async def test_keyboard_interrupt_raised_by_the_cell_is_not_a_timeout(pool):
     async with pool.session() as s:
         r = await s.run("raise KeyboardInterrupt")

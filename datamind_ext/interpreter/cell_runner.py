@@ -334,6 +334,8 @@ def _run_cell(g: dict[str, Any], req: RunCell, cap: capture.Capture, out_fd: int
             ename, evalue, error = type(failure).__name__, "", type(failure).__name__
         finally:
             _State.in_cell = False
+            _stop_tracing()
+            guard.restore()  # rendering ran user code too (__str__, __repr__): undo what it did to the machinery
         failure = None  # drop the traceback's frames (and the memory they hold) now
     interrupted = interrupted and ename == "TimeoutError"
     _kill_strays(uid_mode)
