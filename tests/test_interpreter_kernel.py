@@ -31,7 +31,7 @@ async def pool(request):
 
 
 def _need(pool, layer: str) -> None:
-    fact = pool.session_facts.get(layer, "off: not reported")
+    fact = pool.session_facts.get(layer, "not reported")  # a layer nobody reports is a failure, not a skip
     if fact.startswith("off"):
         pytest.skip(f"{layer} is off here: {fact}")
 
@@ -94,6 +94,35 @@ async def test_the_host_filesystem_cannot_be_read(pool, task_dir):
             assert r.ok and "READ" not in r.output and "ctypes False" in r.output and "cat 0" not in r.output, (t, r)
         r = await s.run("import pandas as pd\nprint(pd.read_csv('data.csv').x.sum())")
         assert r.output == "6\n"  # its own data file stays readable by relative name
+
+
+async def test_other_processes_do_not_exist_for_a_session(pool):
+    """Own pid namespace and /proc: the pool, the zygote and other sessions cannot be seen
+    (command lines, environments, open files), signalled or waited for, by any means."""
+    _need(pool, "proc")
+    async with pool.session() as s, pool.session() as other:
+        assert (await other.run("x = 1")).ok
+        outside = [os.getpid(), pool.zygote_pid, other.pid]
+        r = await s.run(
+            "import ctypes, os, subprocess, sys\n"
+            "child = subprocess.Popen(['sleep', '30'])\n"
+            "print('pids', sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), 'me', os.getpid(), 'child', child.pid)\n"
+            f"for pid in {outside!r}:\n"
+            "    for what in ('cmdline', 'environ', 'status'):\n"
+            "        p = f'/proc/{pid}/{what}'\n"
+            "        print(what, os.path.exists(p), ctypes.CDLL(None).open(p.encode(), 0) >= 0)\n"
+            "    try:\n        os.kill(pid, 0)\n        print('kill REACHED')\n"
+            "    except OSError as e:\n        print('kill', type(e).__name__)\n"
+            "child.kill(); child.wait()"
+        )
+        assert r.ok, r
+        lines = r.output.splitlines()
+        _, *rest = lines[0].split(" me ")
+        me, child = (int(x) for x in rest[0].split(" child "))
+        assert lines[0].startswith(f"pids {sorted({me, child})}") and me == 1, r.output
+        assert all(line.endswith("False False") for line in lines[1:] if not line.startswith("kill")), r.output
+        assert [line for line in lines if line.startswith("kill")] == ["kill ProcessLookupError"] * 3, r.output
+    assert "pid namespace" in pool.session_facts["proc"]
 
 
 async def test_writes_by_c_code_land_in_the_sessions_own_space(pool):

@@ -231,16 +231,41 @@ async def test_a_forged_frame_of_each_type_breaks_only_that_cell(pool, payload):
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_perfect_forgery_lies_only_about_its_own_cell(pool):
-    """A cell that reads its own request can forge a well-formed reply: it only lies about itself;
-    the runner's true reply that follows is refused as the next cell's (never taken as its output),
-    and other sessions are untouched."""
+    """A cell that reads its own request can forge a well-formed reply: it only lies about itself.
+    The runner's true reply that follows is skipped (never taken as the next cell's output, nor
+    breaking the session), also after a replay re-runs the forging cell; other sessions are untouched."""
+    forge = _FORGE.replace("PAYLOAD", repr(_own({"ok": True, "error": None, "output": "FORGED\n"})))
     async with pool.session() as other:
         assert (await other.run("mine = 7")).ok
         async with pool.session() as s:
             assert (await s.run("kept = 41")).ok
-            r = await s.run(_FORGE.replace("PAYLOAD", repr(_own({"ok": True, "error": None, "output": "FORGED\n"}))))
+            r = await s.run(forge)
             assert r.output == "FORGED\n"
             r = await s.run("print(kept + 1)")
-            assert not r.ok and r.error_name == "SessionBroken" and r.restarted, r
+            assert r.ok and r.output == "42\n" and not r.restarted, r
+            r = await s.run("import os\nos._exit(3)")  # a rebuild replays the three earlier cells, the forgery too
+            assert not r.ok and r.restarted and r.replayed_cells == 3, r
+            for i in range(2, 4):
+                r = await s.run(f"print(kept + {i})")
+                assert r.ok and r.output == f"{41 + i}\n" and not r.restarted, r
         r = await other.run("print(mine)")
         assert r.ok and r.output == "7\n" and not r.restarted, r
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_flood_of_forged_replies_breaks_the_session_once_then_it_starts_fresh(pool):
+    """Copies of a perfect forgery beyond what the pool skips break the channel; the replay re-runs
+    the flooding cell and breaks it again, so the session starts fresh instead of looping."""
+    flood = _FORGE.replace("PAYLOAD", repr(_own({"ok": True, "error": None, "output": "FORGED\n"}))).replace(
+        "os.write(int(fd), struct.pack('>I', len(body.encode())) + body.encode())",
+        "os.write(int(fd), (struct.pack('>I', len(body.encode())) + body.encode()) * 100)",
+    )
+    async with pool.session() as s:
+        assert (await s.run("kept = 41")).ok
+        assert (await s.run(flood)).output == "FORGED\n"
+        r = await s.run("print(kept)")
+        assert not r.ok and r.error_name == "SessionBroken" and r.restarted and r.replayed_cells == 2, r
+        r = await s.run("print(kept)")
+        assert not r.ok and r.error_name == "SessionBroken" and r.replayed_cells == 0 and "fresh" in r.error, r
+        r = await s.run("print('ok')")
+        assert r.ok and r.output == "ok\n" and not r.restarted, r

@@ -14,6 +14,7 @@ import gc
 import linecache
 import os
 import resource
+import select
 import signal
 import socket
 import sys
@@ -107,12 +108,25 @@ def _stop_tracing() -> None:
     _settrace(None)
 
 
-def _setup_process(spec: SessionSpec, zygote_pid: int) -> tuple[dict[str, str], int, bool]:
+def _zygote_gone(zygote_pid: int, zygote_pidfd: int | None) -> bool:
+    """Whether the zygote died before our parent-death signal was set (then it never comes).
+    In a pid namespace of our own ``getppid()`` is 0 whoever the parent is: ask its pidfd."""
+    if zygote_pidfd is None:
+        return os.getppid() != zygote_pid
+    try:
+        return bool(select.select([zygote_pidfd], [], [], 0)[0])  # a pidfd is readable once its process exited
+    finally:
+        os.close(zygote_pidfd)
+
+
+def _setup_process(spec: SessionSpec, zygote_pid: int, zygote_pidfd: int | None) -> tuple[dict[str, str], int, bool]:
     """Sandbox the process itself (no session yet): returns (isolation facts, output memfd,
     whether /tmp and /dev/shm are the session's own).
 
     Done right after the fork, so a pre-forked spare is ready to be assigned a session at once.
     """
+    own_pid_ns = os.getpid() == 1
+    pid = sandbox.outer_pid() if own_pid_ns else os.getpid()  # the pid the zygote (and the cgroup) knows
     os.setsid()
     signal.set_wakeup_fd(-1)
     for sig, handler in _HANDLERS.items():
@@ -138,7 +152,7 @@ def _setup_process(spec: SessionSpec, zygote_pid: int) -> tuple[dict[str, str], 
     if os.geteuid() == 0:  # kernel layers that need privileges, set up before dropping them
         if spec.memcg:
             try:
-                memcg.join(*spec.memcg, (limits.memory_mib + MEMCG_SLACK_MIB) << 20)
+                memcg.join(*spec.memcg, pid, (limits.memory_mib + MEMCG_SLACK_MIB) << 20)
                 facts["memory_accounting"] = (
                     f"memory cgroup ({spec.memcg[0]}) of memory_mib + {MEMCG_SLACK_MIB} MiB per session: anonymous "
                     "memory, memfd, tmpfs, shm and page cache all counted (ordinary allocations hit RLIMIT_AS first: MemoryError)"
@@ -150,6 +164,13 @@ def _setup_process(spec: SessionSpec, zygote_pid: int) -> tuple[dict[str, str], 
             private_tmp = True
         except OSError as exc:
             facts["tmp"] = f"off: host /tmp (writes blocked by the filesystem view): {exc}"
+        if own_pid_ns:
+            try:
+                if not private_tmp:
+                    raise OSError("no mount namespace of its own to mount it in")
+                facts["proc"] = sandbox.mount_own_proc()
+            except OSError as exc:
+                facts["proc"] = f"off: own pid namespace, but the host's /proc is still mounted: {exc}"
     else:
         facts.setdefault("memory_accounting", "off: RLIMIT_AS only (memory cgroups need root)")
         facts["tmp"] = "off: no private /tmp (mount namespaces need root); host /tmp is not writable through the filesystem view"
@@ -161,7 +182,7 @@ def _setup_process(spec: SessionSpec, zygote_pid: int) -> tuple[dict[str, str], 
         facts["processes"] = f"at most {limits.max_processes} processes per session, counted by audit hook (threads not limited)"
     # After the uid change, which clears it: die with the zygote.
     sandbox.set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() != zygote_pid:
+    if _zygote_gone(zygote_pid, zygote_pidfd):
         os._exit(70)
     sandbox.set_no_new_privs()
     try:  # here, off the session's start path (spares are made ahead), after the last mount
@@ -370,12 +391,12 @@ def _receive(sock: socket.socket, kind: type[messages.M]) -> messages.M | None:
         return None
 
 
-def session_main(sock: socket.socket, spec: SessionSpec, zygote_pid: int) -> NoReturn:
+def session_main(sock: socket.socket, spec: SessionSpec, zygote_pid: int, zygote_pidfd: int | None) -> NoReturn:
     """Entry point of a forked session process; never returns."""
     code = 0
     try:
         try:
-            facts, out_fd, private_tmp = _setup_process(spec, zygote_pid)
+            facts, out_fd, private_tmp = _setup_process(spec, zygote_pid, zygote_pidfd)
         except BaseException as exc:  # noqa: BLE001
             wire.send_sync(sock, StartFailed(error=f"{type(exc).__name__}: {exc}").to_wire())
             os._exit(71)

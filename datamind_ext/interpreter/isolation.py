@@ -57,7 +57,7 @@ def _probe() -> dict[str, str]:
 
 # The layers issue 17 asks doctor to name, each with the facts (keys) that say whether it is in force.
 LAYERS = {
-    "mount view": ("filesystem_view", "tmp"),
+    "mount view": ("filesystem_view", "tmp", "proc"),
     "memory accounting": ("memory_accounting",),
     "disk quota": ("disk_quota", "tmp"),
     "seccomp": ("seccomp",),

@@ -74,9 +74,11 @@ def session_dir(group: str, pid: int) -> str:
     return os.path.join(group, f"s{pid}")
 
 
-def join(version: str, group: str, limit_bytes: int) -> None:
-    """Put the calling (freshly forked, still privileged) process in its own cgroup with a limit."""
-    d = session_dir(group, os.getpid())
+def join(version: str, group: str, pid: int, limit_bytes: int) -> None:
+    """Put the calling (freshly forked, still privileged) process in its own cgroup with a limit;
+    ``pid`` is ours as the zygote knows it (it names the cgroup; inside our own pid namespace
+    ``os.getpid()`` is 1)."""
+    d = session_dir(group, pid)
     os.mkdir(d, 0o755)
     if version == "v1":
         _write(os.path.join(d, "memory.limit_in_bytes"), str(limit_bytes))
@@ -85,7 +87,7 @@ def join(version: str, group: str, limit_bytes: int) -> None:
     else:
         _write(os.path.join(d, "memory.max"), str(limit_bytes))
         _write(os.path.join(d, "memory.swap.max"), "0")
-    _write(os.path.join(d, "cgroup.procs"), str(os.getpid()))
+    _write(os.path.join(d, "cgroup.procs"), "0")  # 0: the writing process itself
 
 
 def usage_bytes(version: str, group: str, pid: int) -> int | None:

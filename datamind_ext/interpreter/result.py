@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,15 @@ def parse_reply(raw: Any, req: RunCell, max_chars: int) -> CellReply | None:
         error_name=_bounded(reply.error_name, max_chars),
         error_value=_bounded(reply.error_value, max_chars),
     )
+
+
+def answers_earlier(raw: Any, sent: Collection[tuple[int, str]]) -> bool:
+    """Whether ``raw`` is a well-formed reply to one of the requests ``sent`` ((cell, nonce) pairs)."""
+    try:
+        reply = decode(raw, CellReply)
+    except Malformed:
+        return False
+    return (reply.seq, reply.nonce) in sent
 
 
 def _bounded(text: str | None, max_chars: int) -> str | None:

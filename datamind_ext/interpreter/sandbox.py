@@ -54,6 +54,50 @@ def unshare_network() -> str | None:
     return None
 
 
+# --- a pid namespace per session ----------------------------------------------------------------
+CLONE_NEWPID = 0x20000000
+
+
+def pid_namespace_switch() -> tuple[int | None, str | None]:
+    """The fd of the caller's own pid namespace if it can give each child a fresh one (root:
+    ``unshare(CLONE_NEWPID)`` before a fork, ``setns`` back after it), else (None, why not).
+
+    Probed once by the zygote: unshare only changes where the *next* child goes, and setns to
+    the caller's own namespace puts that back, so nothing is left changed by the probe."""
+    try:
+        fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        return None, f"no /proc/self/ns/pid: {exc.strerror}"
+    if _libc.unshare(CLONE_NEWPID) != 0:
+        err = ctypes.get_errno()
+        os.close(fd)
+        return None, f"unshare(CLONE_NEWPID) failed: {os.strerror(err)}"
+    if _libc.setns(fd, CLONE_NEWPID) != 0:
+        raise OSError(ctypes.get_errno(), "setns back to the zygote's own pid namespace failed")
+    return fd, None
+
+
+def fork_into_new_pid_namespace(own_ns_fd: int) -> int:
+    """``os.fork()`` whose child is pid 1 of a pid namespace of its own: it sees (and can signal)
+    only its own descendants, and when it exits the kernel kills every process left in it."""
+    if _libc.unshare(CLONE_NEWPID) != 0:
+        raise OSError(ctypes.get_errno(), f"unshare(CLONE_NEWPID) failed: {os.strerror(ctypes.get_errno())}")
+    try:
+        pid = os.fork()
+    except BaseException:
+        _libc.setns(own_ns_fd, CLONE_NEWPID)
+        raise
+    if pid != 0 and _libc.setns(own_ns_fd, CLONE_NEWPID) != 0:  # later forks (helpers) stay in ours
+        raise OSError(ctypes.get_errno(), "setns back to the zygote's own pid namespace failed")
+    return pid
+
+
+def outer_pid() -> int:
+    """Our pid as the zygote sees it (``os.getpid()`` is 1 inside a new pid namespace); read
+    from the /proc mounted for the zygote's namespace, so before :func:`mount_own_proc`."""
+    return int(os.readlink("/proc/self"))
+
+
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
     """Ask the kernel to send ``sig`` when our parent dies (cleared by a uid change: call it after)."""
     return _prctl(PR_SET_PDEATHSIG, int(sig)) == 0
@@ -247,7 +291,7 @@ def install_audit_hook(
 
 # --- making the Python installation reachable by unprivileged session uids ---------------------
 CLONE_NEWNS = 0x00020000
-MS_RDONLY, MS_NOSUID, MS_NODEV = 1, 2, 4
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE, MS_SLAVE, MS_SHARED = 32, 4096, 8192, 16384, 1 << 18, 1 << 19, 1 << 20
 MNT_DETACH = 2
 
@@ -362,6 +406,13 @@ def private_tmp(size_mib: int, keep: str, runtime: Iterable[str] = ()) -> str:
     if os.path.realpath(keep).startswith("/tmp/"):
         raise OSError(f"the pool's root {keep} lies under /tmp")
     return f"private tmpfs of {size_mib} MiB on /tmp and /dev/shm (counted in the memory limit), gone with the session"
+
+
+def mount_own_proc() -> str:
+    """In the session's own mount namespace, a fresh /proc of its own pid namespace: other
+    processes' entries (the pool's command line, environment, open files) do not exist for it."""
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    return "own pid namespace (the session is pid 1; /proc shows only its own processes; none outlive it)"
 
 
 SYSTEM_READ_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc", "/sys/devices/system/cpu")

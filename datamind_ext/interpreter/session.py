@@ -27,6 +27,7 @@ from datamind_ext.interpreter.messages import (
 from datamind_ext.interpreter.result import (
     ExecResult,
     describe_exit,
+    answers_earlier,
     failure_kind,
     parse_reply,
 )
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from datamind_ext.interpreter.pool import InterpreterPool
 
 SESSION_START_TIMEOUT_S = 60.0
+# Well-formed replies to earlier cells skipped while waiting for one cell's reply, before the
+# channel counts as broken (a cell flooding it with copies of old replies).
+MAX_STALE_REPLIES = 64
 
 
 @dataclasses.dataclass
@@ -72,6 +76,8 @@ class Session:
         self._pid: int | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._sent: set[tuple[int, str]] = set()  # (cell, nonce) of every request sent to this process
+        self._rebuilt_after_break = False  # the last cell broke the channel; no cell has succeeded since
         self._closed = False
         self.evicted = False
 
@@ -93,6 +99,7 @@ class Session:
         if proc is None:
             proc = await self.pool._new_process(self.uid)
         self._pid, self._reader, self._writer = proc.pid, proc.reader, proc.writer
+        self._sent.clear()
         await asyncio.to_thread(self.pool._prepare_workdir, self.workdir, self._files, self.uid)
         try:
             await wire.send_async(self._writer, Assign(workdir=str(self.workdir), files=self.files, db=self.db).to_wire())
@@ -177,17 +184,18 @@ class Session:
         "timeout_crashed" (it died while being interrupted).
         """
         assert self._writer is not None and self._reader is not None
-        reader = self._reader
+        reply: CellReply | None
         try:
             try:
                 await wire.send_async(self._writer, req.to_wire())
-                raw = await asyncio.wait_for(wire.recv_async(reader), timeout)
+                self._sent.add((req.cell, req.nonce))
+                reply = await self._await_reply(req, timeout)
             except TimeoutError:
                 if not interrupt or self._pid is None:
                     return "timeout", None
                 await self.pool._zygote.signal(self._pid, signal.SIGINT)
                 try:
-                    raw = await asyncio.wait_for(wire.recv_async(reader), self.pool.limits.interrupt_grace_s)
+                    reply = await self._await_reply(req, self.pool.limits.interrupt_grace_s)
                 except wire.WireClosed:
                     return "timeout_crashed", None
                 except TimeoutError:
@@ -201,8 +209,27 @@ class Session:
             # so drop this process; the next cell rebuilds the session by replay.
             await asyncio.shield(self._kill())
             raise
-        reply = parse_reply(raw, req, self.pool.limits.output_max_chars)
         return ("ok", reply) if reply is not None else ("broken", None)
+
+    async def _await_reply(self, req: RunCell, timeout_s: float) -> CellReply | None:
+        """This cell's reply, read within ``timeout_s``; None when a frame is neither it nor a
+        well-formed reply to an earlier cell of this process (the channel is broken).
+
+        Earlier cells' replies are skipped: a cell can read its own request, so it can forge a
+        perfect reply to it (a lie only about itself, like printing one); the runner's true
+        reply follows and must not be taken as the next cell's, nor break the session (and
+        replay, which re-runs the forging cell, would then break it again)."""
+        assert self._reader is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        for _ in range(MAX_STALE_REPLIES + 1):
+            raw = await asyncio.wait_for(wire.recv_async(self._reader), deadline - loop.time())
+            reply = parse_reply(raw, req, self.pool.limits.output_max_chars)
+            if reply is not None:
+                return reply
+            if not answers_earlier(raw, self._sent):
+                return None
+        return None
 
     # --- running cells ---------------------------------------------------------------------
     async def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
@@ -236,6 +263,7 @@ class Session:
             kind, reply = await self._exchange(self._request(code), timeout, interrupt=True)
         if reply is None:
             return await self._after_failure(kind, t0, timeout)
+        self._rebuilt_after_break = False
         duration = time.perf_counter() - t0
         timed_out = reply.interrupted
         error = reply.error
@@ -302,7 +330,15 @@ class Session:
             name, value = "SessionCrashed", describe_exit(status)
         why = f"{name}: {value}"
         duration = time.perf_counter() - t0
+        # Broken again right after a replay: a replayed cell keeps corrupting the channel (e.g.
+        # floods it with copies of its own reply), so replaying it once more would only repeat this.
+        again = kind == "broken" and self._rebuilt_after_break
+        if again:
+            self.history.clear()
+        self._rebuilt_after_break = kind == "broken"
         replayed, fresh_why = await self._rebuild()
+        if again:
+            fresh_why = "it broke again right after the replay of the earlier cells"
         if fresh_why is not None:
             why += f"; {fresh_why}, so the session was restarted fresh: earlier variables are gone"
         elif self.pool.limits.on_crash == "replay":

@@ -161,6 +161,8 @@ class Zygote:
         self.isolate_network = isolate_network
         self.isolate_user = isolate_user
         self.sweeper: tuple[int, socket.socket] | None = None
+        self.pid_ns_fd: int | None = None  # our own pid namespace, to return to after each session fork
+        self.alive_fd: int | None = None  # a pidfd of ourselves: a session checks we still live
 
     def send(self, msg: Message) -> None:
         wire.send_datagram(self.ctrl, msg.to_wire())
@@ -210,6 +212,14 @@ class Zygote:
                 facts["filesystem"] = f"sessions keep the pool's uid: {exc}"
         if self.uid_mode:
             self._start_sweeper()
+        try:
+            self.alive_fd = os.pidfd_open(os.getpid())
+        except (AttributeError, OSError) as exc:
+            why = f"no pidfd: {exc}"  # a session then checks its parent pid instead, which needs our namespace
+        else:
+            self.pid_ns_fd, why = sandbox.pid_namespace_switch() if self.uid_mode else (None, "they come with per-session uids")
+        if self.pid_ns_fd is None:
+            facts["proc"] = f"off: sessions share the pool's pid namespace and see its /proc ({why})"
         self.memcg: tuple[str, str] | None = None
         try:
             self.memcg = memcg.create_pool_group()
@@ -363,9 +373,11 @@ class Zygote:
     def spawn(self, msg: Spawn, fd: int) -> None:
         spec = dataclasses.replace(msg.spec, read_paths=self.read_paths, memcg=list(self.memcg) if self.memcg else None)
         zygote_pid = os.getpid()
-        pid = os.fork()
+        pid = os.fork() if self.pid_ns_fd is None else sandbox.fork_into_new_pid_namespace(self.pid_ns_fd)
         if pid == 0:
             try:
+                if self.pid_ns_fd is not None:
+                    os.close(self.pid_ns_fd)
                 self.ctrl.close()
                 os.close(self.wake_r)
                 os.close(self.wake_w)
@@ -377,7 +389,7 @@ class Zygote:
                     os.close(self.janitor_fd)  # the janitor waits for the zygote and every session to be gone
                 from datamind_ext.interpreter.cell_runner import session_main
 
-                session_main(socket.socket(fileno=fd), spec, zygote_pid)
+                session_main(socket.socket(fileno=fd), spec, zygote_pid, self.alive_fd)
             finally:
                 os._exit(73)
         os.close(fd)
