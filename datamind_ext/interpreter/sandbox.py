@@ -412,7 +412,7 @@ def mount_own_proc() -> str:
     """In the session's own mount namespace, a fresh /proc of its own pid namespace: other
     processes' entries (the pool's command line, environment, open files) do not exist for it."""
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    return "own pid namespace (the session is pid 1; /proc shows only its own processes; none outlive it)"
+    return "own pid namespace: the session is pid 1, /proc lists just its own processes, none outlive it"
 
 
 SYSTEM_READ_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc", "/sys/devices/system/cpu")
