@@ -119,9 +119,12 @@ def _zygote_gone(zygote_pid: int, zygote_pidfd: int | None) -> bool:
         os.close(zygote_pidfd)
 
 
-def _setup_process(spec: SessionSpec, zygote_pid: int, zygote_pidfd: int | None) -> tuple[dict[str, str], int, bool]:
+def _setup_process(
+    spec: SessionSpec, zygote_pid: int, zygote_pidfd: int | None
+) -> tuple[dict[str, str], int, bool, landlock.Ruleset | None]:
     """Sandbox the process itself (no session yet): returns (isolation facts, output memfd,
-    whether /tmp and /dev/shm are the session's own).
+    whether /tmp and /dev/shm are the session's own, the filesystem view less the working
+    directory, or None when Landlock is off: then the facts say why).
 
     Done right after the fork, so a pre-forked spare is ready to be assigned a session at once.
     """
@@ -189,11 +192,20 @@ def _setup_process(spec: SessionSpec, zygote_pid: int, zygote_pidfd: int | None)
         facts["seccomp"] = seccomp.install()
     except OSError as exc:
         facts["seccomp"] = f"off: {exc}"
+    try:  # after the last mount (/proc, /tmp): rules hold the mounts their paths name now
+        rules: landlock.Ruleset | None = landlock.ruleset(
+            read=spec.read_paths, write=("/tmp", "/dev/shm") if private_tmp else (), devices=sandbox.DEVICES
+        )
+    except OSError as exc:
+        rules = None
+        facts["filesystem_view"] = f"off: uid permissions and the audit hook only: {exc}"
     os.environ.clear()
-    return facts, out_fd, private_tmp
+    return facts, out_fd, private_tmp, rules
 
 
-def _assign(spec: SessionSpec, msg: Assign, facts: dict[str, str], private_tmp: bool) -> dict[str, Any]:
+def _assign(
+    spec: SessionSpec, msg: Assign, facts: dict[str, str], private_tmp: bool, rules: landlock.Ruleset | None
+) -> dict[str, Any]:
     """Become a given session: its directory (prepared by the pool), files, tools; returns globals."""
     limits = spec.limits
     uid_mode = spec.uid is not None
@@ -209,14 +221,11 @@ def _assign(spec: SessionSpec, msg: Assign, facts: dict[str, str], private_tmp: 
         private_dirs=("/tmp", "/dev/shm") if private_tmp else (),
     )
     tempfile.tempdir = None  # the zygote cached its own; sessions use TMPDIR (their directory)
-    try:
-        facts["filesystem_view"] = landlock.restrict(
-            read=spec.read_paths,
-            write=[workdir, *(("/tmp", "/dev/shm") if private_tmp else ())],
-            devices=sandbox.DEVICES,
-        )
-    except OSError as exc:
-        facts["filesystem_view"] = f"off: uid permissions and the audit hook only: {exc}"
+    if rules is not None:
+        try:
+            facts["filesystem_view"] = rules.enforce(write=[workdir])
+        except OSError as exc:
+            facts["filesystem_view"] = f"off: uid permissions and the audit hook only: {exc}"
     sys.argv = [""]
     sys.path = [p for p in sys.path if p and p != spec.pool_root]  # the working directory is not importable
     g: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
@@ -396,7 +405,7 @@ def session_main(sock: socket.socket, spec: SessionSpec, zygote_pid: int, zygote
     code = 0
     try:
         try:
-            facts, out_fd, private_tmp = _setup_process(spec, zygote_pid, zygote_pidfd)
+            facts, out_fd, private_tmp, rules = _setup_process(spec, zygote_pid, zygote_pidfd)
         except BaseException as exc:  # noqa: BLE001
             wire.send_sync(sock, StartFailed(error=f"{type(exc).__name__}: {exc}").to_wire())
             os._exit(71)
@@ -405,7 +414,7 @@ def session_main(sock: socket.socket, spec: SessionSpec, zygote_pid: int, zygote
         if msg is None:
             os._exit(0)
         try:
-            g = _assign(spec, msg, facts, private_tmp)
+            g = _assign(spec, msg, facts, private_tmp, rules)
         except BaseException as exc:  # noqa: BLE001
             wire.send_sync(sock, StartFailed(error=f"{type(exc).__name__}: {exc}").to_wire())
             os._exit(71)

@@ -6,7 +6,7 @@ truth next to the data files' originals, the project checkout, other sessions' d
 the pool's stage cannot be opened by any means (Python, ctypes, subprocess), because the kernel
 checks every path lookup of the process and its descendants. Where the kernel's Landlock ABI
 allows it, TCP bind/connect are denied too (ABI 4) and signals and abstract Unix sockets are
-scoped to the session (ABI 6). Applied once per session (a few dozen syscalls), after the fork.
+scoped to the session (ABI 6). Built when a spare is forked, enforced when it becomes a session.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import ctypes
 import os
 import struct
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _NR_CREATE, _NR_ADD, _NR_RESTRICT = 444, 445, 446  # the same on every architecture (generic table)
@@ -46,8 +47,40 @@ def _all_fs(abi: int) -> int:
     return rights
 
 
-def restrict(*, read: Iterable[str], write: Iterable[str], devices: Iterable[str]) -> str:
-    """Confine this process (and what it starts) to the given paths; returns what is in force.
+@dataclass
+class Ruleset:
+    """A Landlock ruleset being built: made when a spare session is forked (most of the rules),
+    finished and enforced when it is assigned a session (its working directory), so the
+    path lookups and syscalls of the read rules stay off the session's start path."""
+
+    fd: int
+    abi: int
+    handled: int
+
+    def enforce(self, *, write: Iterable[str] = ()) -> str:
+        """Add every right on the trees ``write``, then confine this process (and what it
+        starts) to the rules; returns what is in force. The ruleset is closed either way."""
+        try:
+            for path in write:
+                _add(self.fd, path, self.handled)
+            if _libc.prctl(38, ctypes.c_ulong(1), 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, required
+                raise OSError(ctypes.get_errno(), "no_new_privs")
+            if _libc.syscall(_NR_RESTRICT, self.fd, ctypes.c_uint32(0)) != 0:
+                raise OSError(ctypes.get_errno(), f"landlock_restrict_self: {os.strerror(ctypes.get_errno())}")
+        finally:
+            os.close(self.fd)
+        extra = []
+        if self.abi >= 4:
+            extra.append("TCP bind/connect denied")
+        if self.abi >= 6:
+            extra.append("signals and abstract Unix sockets scoped to the session")
+        return f"Landlock ABI {self.abi}: reads limited to the runtime, writes to the working directory and private /tmp" + (
+            f"; {', '.join(extra)}" if extra else ""
+        )
+
+
+def ruleset(*, read: Iterable[str], write: Iterable[str], devices: Iterable[str]) -> Ruleset:
+    """A ruleset that, once enforced, allows only the given paths.
 
     ``read``: readable and executable trees; ``write``: trees with every right; ``devices``:
     files such as /dev/null, readable and writable. Paths that do not exist are skipped.
@@ -61,27 +94,17 @@ def restrict(*, read: Iterable[str], write: Iterable[str], devices: Iterable[str
     scoped = SCOPE_ABSTRACT_UNIX | SCOPE_SIGNAL if abi >= 6 else 0
     attr = struct.pack("=QQQ", handled, net, scoped)[: 8 if abi < 4 else 16 if abi < 6 else 24]
     buf = ctypes.create_string_buffer(attr, len(attr))
-    ruleset = _libc.syscall(_NR_CREATE, buf, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
-    if ruleset < 0:
+    fd = _libc.syscall(_NR_CREATE, buf, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
+    if fd < 0:
         raise OSError(ctypes.get_errno(), f"landlock_create_ruleset: {os.strerror(ctypes.get_errno())}")
     try:
         for paths, rights in ((read, READ), (write, handled), (devices, READ_FILE | WRITE_FILE | TRUNCATE | IOCTL_DEV)):
             for path in paths:
-                _add(ruleset, path, rights & handled)
-        if _libc.prctl(38, ctypes.c_ulong(1), 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, required
-            raise OSError(ctypes.get_errno(), "no_new_privs")
-        if _libc.syscall(_NR_RESTRICT, ruleset, ctypes.c_uint32(0)) != 0:
-            raise OSError(ctypes.get_errno(), f"landlock_restrict_self: {os.strerror(ctypes.get_errno())}")
-    finally:
-        os.close(ruleset)
-    extra = []
-    if net:
-        extra.append("TCP bind/connect denied")
-    if scoped:
-        extra.append("signals and abstract Unix sockets scoped to the session")
-    return f"Landlock ABI {abi}: reads limited to the runtime, writes to the working directory and private /tmp" + (
-        f"; {', '.join(extra)}" if extra else ""
-    )
+                _add(fd, path, rights & handled)
+    except BaseException:
+        os.close(fd)
+        raise
+    return Ruleset(fd=fd, abi=abi, handled=handled)
 
 
 def _add(ruleset: int, path: str, rights: int) -> None:
