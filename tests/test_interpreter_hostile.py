@@ -137,6 +137,24 @@ async def test_a_cell_that_poisons_its_session_poisons_only_itself(pool, poison)
         assert r.timed_out and not r.restarted, r
 
 
+async def test_a_cell_that_fakes_the_dict_versions_the_guard_reads_cannot_keep_its_patch(pool):
+    """The guard skips a namespace whose dict version (read through ctypes) is unchanged: a cell
+    that makes ctypes report json's version from before it patched json, and removes builtins
+    the guard iterates with, neither crashes the runner nor keeps the patch."""
+    poison = (
+        "import ctypes, json, builtins\nat = id(json.__dict__) + 24\nreal = ctypes._SimpleCData.__dict__['value'].__get__\n"
+        "old = real(ctypes.c_uint64.from_address(at))\n"
+        "ctypes.c_uint64.value = property(lambda s: old if ctypes.addressof(s) == at else real(s))\n"
+        "json.dumps = None\nbuiltins.enumerate = None\nbuiltins.id = None"
+    )
+    async with pool.session() as s:
+        assert (await s.run("kept = 5")).ok
+        r = await s.run(poison)
+        assert r.ok and not r.restarted, r
+        r = await s.run("import json\nprint(json.dumps(kept))")
+        assert r.ok and r.output == "5\n" and not r.restarted, r
+
+
 async def test_replay_that_fails_again_falls_back_to_a_fresh_session(pool):
     async with pool.session() as s:
         # Succeeds the first time, crashes when replayed (the flag file persists across rebuilds).

@@ -35,6 +35,7 @@ from datamind_ext.interpreter import (
     sqltools,
     wire,
 )
+from datamind_ext.interpreter import guard as guard_module
 from datamind_ext.interpreter.guard import Guard
 from datamind_ext.interpreter.messages import (
     Assign,
@@ -400,6 +401,16 @@ def _receive(sock: socket.socket, kind: type[messages.M]) -> messages.M | None:
         return None
 
 
+def _runner_namespaces() -> tuple[tuple[Any, ...], tuple[type, ...]]:
+    """The runner's own modules and the wire records it builds, which its guard restores."""
+    return (sys.modules[__name__], capture, procs, wire, messages, sqltools, observation), (messages.Message, RunCell, CellReply)
+
+
+def prepare_guard() -> None:
+    """In the zygote, before it forks: the guard's copies of what it restores, made once for all sessions."""
+    guard_module.prepare(*_runner_namespaces())
+
+
 def session_main(sock: socket.socket, spec: SessionSpec, zygote_pid: int, zygote_pidfd: int | None) -> NoReturn:
     """Entry point of a forked session process; never returns."""
     code = 0
@@ -422,8 +433,9 @@ def session_main(sock: socket.socket, spec: SessionSpec, zygote_pid: int, zygote
         cap = capture.Capture(spec.limits.output_max_chars)
         streams = (cap.stdout, cap.stderr, open(os.devnull, encoding="utf-8"))  # noqa: SIM115
         guard = Guard(g, _HANDLERS, out_fd, streams)
-        guard.protect(sys.modules[__name__], capture, procs, wire, messages, sqltools, observation)
-        guard.protect_classes(messages.Message, RunCell, CellReply)
+        modules, classes = _runner_namespaces()
+        guard.protect(*modules)
+        guard.protect_classes(*classes)
         guard.restore()  # installs the capture streams
         wire.send_sync(sock, SessionReady(pid=os.getpid(), isolation=facts).to_wire())
         while True:

@@ -227,6 +227,9 @@ class Zygote:
             facts["memory_accounting"] = f"off: RLIMIT_AS only (memfd, tmpfs and shm not counted): {exc.strerror or exc}"
         t0 = time.perf_counter()
         failed = _preload(preload)
+        from datamind_ext.interpreter import cell_runner
+
+        cell_runner.prepare_guard()  # after the preload, before the freeze: shared by every session
         self.read_paths = sandbox.runtime_read_paths()  # after the preload: what was imported from where
         gc.collect()
         gc.freeze()  # keep the warm heap out of the collector so forks share its pages
