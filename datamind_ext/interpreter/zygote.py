@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from datamind_ext.interpreter import memcg, sandbox, uids, wire
+from datamind_ext.interpreter import heap, memcg, sandbox, uids, wire
 from datamind_ext.interpreter.messages import (
     POOL_TO_ZYGOTE,
     Exited,
@@ -243,6 +243,7 @@ class Zygote:
         cell_runner.prepare_guard()  # after the preload, before the freeze: shared by every session
         self.read_paths = sandbox.runtime_read_paths()  # after the preload: what was imported from where
         gc.collect()
+        self.pool_filler = heap.fill_small_object_pools()  # after the collection: its holes too
         gc.freeze()  # keep the warm heap out of the collector so forks share its pages
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGINT, signal.SIG_IGN)

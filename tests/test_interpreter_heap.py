@@ -1,0 +1,28 @@
+"""The zygote's small-object pools are filled before it forks (datamind_ext.interpreter.heap)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from datamind_ext.interpreter import heap
+
+pytestmark = pytest.mark.skipif(not hasattr(sys, "_debugmallocstats"), reason="not CPython's allocator")
+
+
+def test_free_blocks_are_read_for_every_size_class():
+    free = heap.free_blocks_by_size()
+    assert sorted(free) == list(range(16, 513, 16))
+    assert all(n >= 0 for n in free.values())
+
+
+def test_filling_takes_the_free_blocks_of_partly_used_pools():
+    junk = [bytes(60 + i % 300) for i in range(20_000)][::3]  # leave scattered holes in many size classes
+    before = heap.free_blocks_by_size()
+    held = heap.fill_small_object_pools()
+    after = heap.free_blocks_by_size()
+    filled = [size for size, n in before.items() if size >= 96 and n > 0]
+    assert filled and sum(after[size] == 0 for size in filled) >= len(filled) // 2, (before, after)
+    assert sum(map(len, held)) >= sum(n for size, n in before.items() if size >= 96)
+    del junk
