@@ -26,3 +26,22 @@ def test_filling_takes_the_free_blocks_of_partly_used_pools():
     assert filled and sum(after[size] == 0 for size in filled) >= len(filled) // 2, (before, after)
     assert sum(map(len, held)) >= sum(n for size, n in before.items() if size >= 96)
     del junk
+
+
+def test_filling_takes_the_free_malloc_chunks_of_exact_size_bins():
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    if not heap.malloc_free_chunks():
+        pytest.skip("not glibc's malloc")
+    blocks = [libc.malloc(1000) for _ in range(200)]  # 1,008-byte chunks, side by side
+    for p in blocks[::2]:
+        libc.free(p)  # holes that cannot merge with their neighbours
+    before = dict(heap.malloc_free_chunks()).get(1008, 0)
+    held = heap.fill_malloc_holes()
+    after = dict(heap.malloc_free_chunks()).get(1008, 0)
+    assert before >= 50 and after == 0 and all(held), (before, after)
+    for p in blocks[1::2]:
+        libc.free(p)

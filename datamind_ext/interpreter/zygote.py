@@ -244,6 +244,7 @@ class Zygote:
         self.read_paths = sandbox.runtime_read_paths()  # after the preload: what was imported from where
         gc.collect()
         self.pool_filler = heap.fill_small_object_pools()  # after the collection: its holes too
+        self.malloc_filler = heap.fill_malloc_holes()  # last: the filling above allocates too
         gc.freeze()  # keep the warm heap out of the collector so forks share its pages
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
