@@ -102,7 +102,8 @@ def run_arm_rl(r: Recipe, arm: Arm, arm_dir: Path, rl_steps_n: int) -> Path:
     extra = [f"actor_rollout_ref.model.path={start}", f"trainer.default_local_dir={arm_dir / 'ckpt'}",
              f"trainer.rollout_data_dir={arm_dir / 'rollouts'}", f"trainer.total_training_steps={rl_steps_n}",
              f"trainer.save_freq={rl_steps_n}", f"trainer.experiment_name=strategies_{arm.name}"]
-    extra += [f"actor_rollout_ref.datamind_loss.schedule.{k}={v}" for k, v in (arm.schedule or {}).items()]
+    # "++": set the key whether or not rl.yaml has it (its schedule block names only the cosine's keys)
+    extra += [f"++actor_rollout_ref.datamind_loss.schedule.{k}={v}" for k, v in (arm.schedule or {}).items()]
     arm_dir.mkdir(parents=True, exist_ok=True)
     r.execute(Command(keep + extra, arm_dir / "log.txt", env=cmd.env, timeout_s=cmd.timeout_s, cwd=arm_dir))
     found = sorted(arm_dir.glob("ckpt/global_step_*/actor/huggingface"), key=lambda p: int(p.parent.parent.name.rsplit("_", 1)[1]))
