@@ -87,6 +87,32 @@ def test_export_keeps_other_dataset_info_entries(tmp_path):
     assert set(json.loads((tmp_path / "dataset_info.json").read_text())) == {"other", "dm"}
 
 
+def test_length_batches_are_homogeneous_shuffled_and_a_permutation():
+    from datamind_ext.sft.export import length_batched_order
+
+    lengths = [(i * 37) % 101 for i in range(100)]  # 100 rows, lengths scattered
+    order = length_batched_order(lengths, 8, seed=0)
+    assert sorted(order) == list(range(100))
+    batches = [order[i:i + 8] for i in range(0, 100, 8)]
+    ranked = sorted(range(100), key=lambda i: (lengths[i], i))
+    # each batch is a run of consecutive rows in length order (the least padding) ...
+    assert all(b == ranked[ranked.index(b[0]):ranked.index(b[0]) + len(b)] for b in batches)
+    # ... and the batches are not in length order (no long-to-short sweep), reproducibly per seed
+    firsts = [lengths[b[0]] for b in batches]
+    assert firsts != sorted(firsts) and firsts != sorted(firsts, reverse=True)
+    assert order == length_batched_order(lengths, 8, seed=0) != length_batched_order(lengths, 8, seed=1)
+
+
+def test_export_in_length_batches_writes_every_row_once(tmp_path, tiny_tokenizer):
+    trajs = sample_trajectories(20, n_code_turns=1) + sample_trajectories(20, seed=1, n_code_turns=3)
+    rep = export_llamafactory_dataset(trajs, tmp_path, name="dm", tokenizer=tiny_tokenizer, length_batch_rows=4)
+    rows = [json.loads(line) for line in (tmp_path / "dm.jsonl").read_text().splitlines()]
+    assert rep.n_written == len(rows) == 40
+    turns = [len(r["messages"]) for r in rows]
+    assert all(len(set(turns[i:i + 4])) == 1 for i in range(0, 40, 4))  # 1- and 3-cell rows never share a batch
+    assert turns != sorted(turns) and turns != sorted(turns, reverse=True)
+
+
 def test_max_tokens_needs_a_tokenizer(tmp_path):
     with pytest.raises(ValueError):
         export_llamafactory_dataset(sample_trajectories(1), tmp_path, max_tokens=10)

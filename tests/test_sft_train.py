@@ -163,6 +163,9 @@ def test_bad_configs_are_one_line_user_errors(tmp_path, tiny_model_path, traject
         prepare(datamind={"trajectories": [str(trajectories)], "loss": "dft"}, use_dft_loss=True)
     with pytest.raises(UserError, match="not found"):
         prepare(datamind={"trajectories": [str(tmp_path / "missing.jsonl")]})
+    with pytest.raises(UserError, match="length_batches orders the rows itself"):
+        prepare(datamind={"trajectories": [str(trajectories)], "length_batches": True},
+                train_sampling_strategy="group_by_length")
     # A dataset exported without a length filter would be truncated by LLaMA-Factory: refused.
     export_llamafactory_dataset(sample_trajectories(2), tmp_path / "unfiltered", name="dm")
     with pytest.raises(UserError, match="truncate"):

@@ -164,11 +164,14 @@ def test_direct_programs_verified_in_one_session_match_single_runs(profiles: lis
         single = [await ground_truth(s, ex) for s in specs]
         first = next(i for i, (gold, _) in enumerate(batch) if gold is not None)
         traj, why = await expert_trajectory(specs[first], batch[first][0], ex, system_template=str(template))
-        return batch, single, traj, why, first
+        bare, _ = await expert_trajectory(specs[first], batch[first][0], ex, answer_think=False)
+        return batch, single, traj, why, first, bare
 
-    batch, single, traj, why, first = run_in_pool(run)
+    batch, single, traj, why, first, bare = run_in_pool(run)
     assert batch == single and sum(gold is not None for gold, _ in batch) >= 4
     assert traj is not None, why
     assert traj.messages[0].content == "Short prompt 10 turns. {not_a_placeholder}\nFiles:\n- retail_sales.csv"
     assert [m.role for m in traj.messages] == ["system", "user", "assistant", "user", "assistant"]
     assert traj.final_answer == batch[first][0]
+    assert traj.messages[-1].content.startswith("<think>")
+    assert bare.messages[-1].content == f"<answer>{batch[first][0]}</answer>" and bare.final_answer == traj.final_answer

@@ -137,7 +137,7 @@ def _program_corpus(tasks_per_table: int = 40) -> list[str]:
                 for spec in make_task_specs(prof, tasks_per_table, seed=0, min_depth=1, max_depth=3, style=style):
                     # as often as in training text: a system prompt and an answer turn per trajectory
                     out += [system_prompt([path.name], template=t) for t in templates]
-                    out += [spec.question, assistant_answer_turn("0").content]
+                    out += [spec.question, *(assistant_answer_turn("0", think=t).content for t in (True, False))]
                     out += [line for c in spec.cells for line in (c.think, *c.code.splitlines())]
     return out
 

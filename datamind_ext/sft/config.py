@@ -43,6 +43,10 @@ class DatamindSFTConfig(StrictModel):
     max_observation_chars: int | None = Field(
         None, gt=0, description="shorten longer interpreter observations (head + tail kept) before the length filter"
     )
+    length_batches: bool = Field(
+        False, description="export the rows as batches of per_device_train_batch_size rows of similar length in a "
+        "seeded random order (seed: data_seed, else seed) and train with train_sampling_strategy=sequential: "
+        "group_by_length's padding saving without its long-to-short sweeps; one training process")
     min_trajectories: int = Field(1, ge=1, description="fail if fewer trajectories survive the checks")
     max_train_s: float | None = Field(
         None, gt=0, description="stop training after this many seconds (max_steps still sets the LR schedule); "

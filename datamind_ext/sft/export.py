@@ -14,8 +14,9 @@ them at ``cutoff_len``) are left out and listed in the :class:`ExportReport` by 
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,8 @@ def export_llamafactory_dataset(
     tokenizer: Any = None,
     max_tokens: int | None = None,
     max_observation_chars: int | None = None,
+    length_batch_rows: int | None = None,
+    order_seed: int = 0,
 ) -> ExportReport:
     """Write ``out_dir/dataset_info.json`` and ``out_dir/<name>.jsonl`` for LLaMA-Factory.
 
@@ -163,15 +166,19 @@ def export_llamafactory_dataset(
             ``cutoff_len``, instead of letting LLaMA-Factory truncate them.
         max_observation_chars: first shorten longer interpreter observations to this many
             characters (counted in the report), so fewer trajectories exceed ``max_tokens``.
+        length_batch_rows: write the rows as consecutive batches of this many rows of similar
+            token length, the batches in a seeded random order (``order_seed``), for a sequential
+            sampler; see :func:`length_batched_order`. Needs a tokenizer.
     """
-    if max_tokens is not None and tokenizer is None:
-        raise ValueError("max_tokens needs a tokenizer to count tokens")
+    if (max_tokens is not None or length_batch_rows is not None) and tokenizer is None:
+        raise ValueError("max_tokens and length_batch_rows need a tokenizer to count tokens")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data_file = out / f"{name}.jsonl"
     report = ExportReport(name=name, out_dir=str(out), data_file=str(data_file), max_tokens=max_tokens)
     seen: set[str] = set()
     lengths: list[int] = []
+    rows: list[str] = []
     trained = 0
     with atomic_open(data_file) as f:  # per-host/process name: concurrent exporters on a shared filesystem
         for index, item in enumerate(trajectories):
@@ -201,8 +208,10 @@ def export_llamafactory_dataset(
                 lengths.append(len(rendered))
                 trained += rendered.n_trained
             seen.add(tid)
-            f.write(json.dumps(sharegpt_record(traj), ensure_ascii=False) + "\n")
+            rows.append(json.dumps(sharegpt_record(traj), ensure_ascii=False) + "\n")
             report.n_written += 1
+        order = length_batched_order(lengths, length_batch_rows, order_seed) if length_batch_rows else range(len(rows))
+        f.writelines(rows[i] for i in order)
     if tokenizer is not None:
         report.max_written_tokens = max(lengths, default=0)
         report.total_written_tokens = sum(lengths)
@@ -215,6 +224,21 @@ def export_llamafactory_dataset(
     return report
 
 
+
+
+def length_batched_order(lengths: Sequence[int], batch_rows: int, seed: int) -> list[int]:
+    """Row order for a sequential sampler: batches of ``batch_rows`` rows of similar length (as
+    little padding as ``group_by_length``), the batches shuffled with ``seed``.
+
+    Why not ``group_by_length``: its sampler sorts every run of 50 batches from longest to shortest,
+    so a small model trained at a high learning rate sweeps from long to short rows every 50 steps
+    and forgets the long ones (the quickstart's loss jumped from 0.46 to 3.5 at each sweep; measured).
+    Random batches fix that at the cost of padding (~35 % slower steps on the quickstart)."""
+    by_length = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    full = len(by_length) - len(by_length) % batch_rows
+    batches = [by_length[i:i + batch_rows] for i in range(0, full, batch_rows)]
+    random.Random(seed).shuffle(batches)
+    return [i for b in batches for i in b] + by_length[full:]  # a short batch last keeps the others aligned
 
 
 def _unique(tid: str, report: ExportReport) -> str:

@@ -44,6 +44,9 @@ class SynthConfig(StrictModel):
         "step; direct: one cell loads the table and runs every step (short trajectories, for tiny models)")
     system_prompt: str | None = Field(
         None, description="system prompt template file ({file_list}, {max_turns}); a path, or the name of a prompt in datamind_ext/data/prompts; default system_files.md")
+    answer_think: bool = Field(
+        True, description="the expert's last turn opens with a fixed <think>; false: just <answer>, ten tokens fewer "
+        "between the printed value and its copy (for tiny models)")
     samples_per_task: int = Field(3, ge=1, description="N trajectories sampled per LLM task")
     max_turns: int = Field(10, ge=1)
     critique_rounds: int = Field(1, ge=0, description="critique-and-resample rounds for inconsistent tasks")

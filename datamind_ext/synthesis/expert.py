@@ -129,20 +129,23 @@ def assistant_code_turn(think: str, code: str) -> Message:
     return Message(role="assistant", content=f"<think>{think}</think>\n<code>\n```python\n{code}\n```\n</code>")
 
 
-def assistant_answer_turn(answer: str) -> Message:
+def assistant_answer_turn(answer: str, *, think: bool = True) -> Message:
     """The expert's last turn. The value is written once, inside ``<answer>``, exactly as printed:
     restating it in the think (" 39.16.") would tokenize its first digits differently from the
-    printed line ("39.16"), and a small model then has to learn a mapping instead of a copy."""
-    return Message(role="assistant", content=f"<think>The last output answers the question.</think>\n<answer>{answer}</answer>")
+    printed line ("39.16"), and a small model then has to learn a mapping instead of a copy.
+    ``think=False`` drops the fixed think: for a tiny model it is ten tokens of boilerplate
+    between the printed value and its copy."""
+    prefix = "<think>The last output answers the question.</think>\n" if think else ""
+    return Message(role="assistant", content=f"{prefix}<answer>{answer}</answer>")
 
 
 async def expert_trajectory(spec: TaskSpec, gold: str, executor: Executor, data_root: str | Path | None = None,
                             max_obs_chars: int = 2048, system_template: str | None = None,
-                            ) -> tuple[Trajectory | None, str | None]:
+                            answer_think: bool = True) -> tuple[Trajectory | None, str | None]:
     """Replay the program cell by cell; return (trajectory, None) or (None, reason).
 
     The system prompt is the files prompt (programs read databases with python too), from
-    ``system_template`` when given."""
+    ``system_template`` when given; ``answer_think``: see :func:`assistant_answer_turn`."""
     system = system_prompt(spec.files, template=system_template, kind="files")
     messages = [Message(role="system", content=system), Message(role="user", content=spec.question)]
     last_output = ""
@@ -158,7 +161,7 @@ async def expert_trajectory(spec: TaskSpec, gold: str, executor: Executor, data_
     answer = final_value(last_output)
     if answer != gold:
         return None, "replay_disagrees_with_ground_truth"
-    messages.append(assistant_answer_turn(answer))
+    messages.append(assistant_answer_turn(answer, think=answer_think))
     traj = Trajectory(
         id=content_key("expert", spec.key, [m.content for m in messages]),
         messages=messages, task_id=spec.key, files=list(spec.files), ground_truth=gold, category=spec.category,

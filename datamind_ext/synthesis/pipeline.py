@@ -232,7 +232,8 @@ async def _expert_one(item: ExpertItem) -> TrajectoryRecord:
     spec = item.spec
     try:
         traj, why = await expert_trajectory(spec, item.gold, provider_for(item.interpreter), item.data_root,
-                                            item.max_obs_chars, system_template=item.system_prompt)
+                                            item.max_obs_chars, system_template=item.system_prompt,
+                                            answer_think=item.answer_think)
     except Exception as err:  # noqa: BLE001 — not stored, retried on the next run
         return TrajectoryRecord(key=item.key, task_key=spec.key, sampler="expert", status="error",
                                 reason=f"{type(err).__name__}: {err}"[:300])
@@ -258,7 +259,8 @@ async def run_trajectories(cfg: SynthConfig) -> dict[str, int]:
         key = content_key("expert", t.key)
         if key not in store:
             items.append(ExpertItem(key=key, spec=t.task, gold=t.gold, interpreter=cfg.interpreter, data_root=os.getcwd(),
-                                    max_obs_chars=cfg.max_obs_chars, system_prompt=cfg.system_prompt))
+                                    max_obs_chars=cfg.max_obs_chars, system_prompt=cfg.system_prompt,
+                                    answer_think=cfg.answer_think))
     _prepare_backend(cfg)
     try:
         with store, progress(len(items), "trajectories (expert)") as bar:

@@ -152,6 +152,7 @@ class ExpertItem(StoredRecord):
     data_root: str
     max_obs_chars: int
     system_prompt: str | None
+    answer_think: bool = True
 
 
 class LLMTaskItem(_Strict):

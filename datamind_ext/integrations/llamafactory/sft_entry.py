@@ -195,6 +195,7 @@ def prepare_sft(lf_args: dict[str, Any], block: DatamindSFTConfig, *, export_suf
         raise UserError("output_dir is required")
     export_dir = Path(block.export_dir or Path(lf_args["output_dir"]) / "datamind_dataset") / export_suffix
     tokenizer = _load_tokenizer(lf_args)
+    batch_rows = _length_batch_rows(lf_args, block)
     report = export_llamafactory_dataset(
         _read_trajectories(block.trajectories),
         export_dir,
@@ -202,6 +203,8 @@ def prepare_sft(lf_args: dict[str, Any], block: DatamindSFTConfig, *, export_suf
         tokenizer=tokenizer,
         max_tokens=block.max_tokens or cutoff_len,
         max_observation_chars=block.max_observation_chars,
+        length_batch_rows=batch_rows,
+        order_seed=int(lf_args.get("data_seed") or lf_args.get("seed") or 0),
     )
     if report.n_written < block.min_trajectories:
         raise UserError(
@@ -216,6 +219,20 @@ def prepare_sft(lf_args: dict[str, Any], block: DatamindSFTConfig, *, export_suf
     prepared.export = report
     prepared.notes.append(_write_llamafactory_config(lf_args, block))
     return prepared
+
+
+def _length_batch_rows(lf_args: dict[str, Any], block: DatamindSFTConfig) -> int | None:
+    """The batch size ``length_batches`` groups rows by (and the sequential sampler it needs), or None."""
+    if not block.length_batches:
+        return None
+    strategy = lf_args.get("train_sampling_strategy", "sequential")
+    if strategy != "sequential" or lf_args.get("group_by_length"):
+        raise UserError(f"{BLOCK_KEY}.length_batches orders the rows itself: drop train_sampling_strategy={strategy}"
+                        f"{' and group_by_length' if lf_args.get('group_by_length') else ''}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError(f"{BLOCK_KEY}.length_batches is for one training process: its batches would be split across ranks")
+    lf_args["train_sampling_strategy"] = "sequential"
+    return int(lf_args.get("per_device_train_batch_size") or 8)
 
 
 def _write_llamafactory_config(lf_args: dict[str, Any], block: DatamindSFTConfig) -> str:
