@@ -45,7 +45,9 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     for ckpt in ("base", "sft", "rl"):
         for name in ("familiar_names", "unseen_names"):
             summ = json.loads((run_dir / "eval" / ckpt / name / "summary.json").read_text())
-            assert summ["benchmark"] == "synth" and summ["overall"]["rule"]["items"] == 40
+            items = summ["overall"]["rule"]["items"]
+            assert summ["benchmark"] == "synth" and (items == 40 if ckpt == "base" else items >= 20)
+            assert ckpt == "base" or name != "familiar_names" or items >= 100  # n large enough for ±8 points
     for png in ("sft_loss.png", "rl_curves.png", "pass_rates.png"):
         assert (run_dir / png).stat().st_size > 1000
 

@@ -33,6 +33,9 @@ def test_dry_run_prints_every_stage_as_its_upstream_command(tmp_path: Path) -> N
     assert f"python -m verl.trainer.main_ppo --config-path={QUICKSTART} --config-name=rl" in text
     assert "DATAMIND_VERL_CPU=1 VERL_PLATFORM=cpu" in text  # the CPU opt-ins travel with the printed command
     assert "datamind-ext eval synth" in text and "python -m datamind_ext.generation.server" in text
+    evals = [ln for ln in lines if "datamind-ext eval synth" in ln]
+    # eval.checkpoint_limits: the base model is asked 40 questions per set, the trained ones all of them
+    assert [("--limit 40" in ln) for ln in evals] == [("<base checkpoint>" in ln) for ln in evals] and len(evals) == 6
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
 
 
@@ -142,7 +145,7 @@ def test_cli_run_missing_recipe_is_a_one_line_user_error(tmp_path: Path, capsys:
 
 
 def test_heldout_seed_of_a_training_copy_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = (QUICKSTART / "recipe.yaml").read_text().replace("tasks_per_table: 6, seed: 1}", "tasks_per_table: 6, seed: 1003}")
+    text = (QUICKSTART / "recipe.yaml").read_text().replace("tasks_per_table: 12, seed: 1}", "tasks_per_table: 12, seed: 1003}")
     (tmp_path / "recipe.yaml").write_text(text)
     assert cli_main(["run", str(tmp_path), "--dry-run"]) == 2
     assert "familiar_names use a seed of a training copy (1001..1019)" in capsys.readouterr().err
@@ -217,3 +220,21 @@ def test_gpu_smoke_command_composes_with_the_7b_config(tmp_path: Path) -> None:
     assert cfg["trainer"]["n_gpus_per_node"] == 1 and cfg["trainer"]["v1"]["trainer_mode"] == "datamind_sync"
     assert cfg["datamind"]["agent"] == {"max_turns": 3, "max_observation_chars": 2048, "max_tokens_per_turn": 512}
     assert (QWEN25_05B["num_hidden_layers"], QWEN25_05B["hidden_size"], QWEN25_05B["num_key_value_heads"]) == (24, 896, 2)
+
+
+def test_rl_state_of_other_inputs_is_moved_aside_and_same_inputs_resume(tmp_path: Path) -> None:
+    from datamind_ext.recipes.runner import retire_other_rl_state
+
+    rl = tmp_path / "rl"
+    assert retire_other_rl_state(rl, "aaa") is None  # first run: nothing to move
+    (rl / "ckpt" / "global_step_3").mkdir()
+    (rl / "rollouts").mkdir()
+    (rl / "rollouts" / "1.jsonl").write_text("{}\n")
+    assert retire_other_rl_state(rl, "aaa") is None  # same inputs (an interrupted run): verl resumes it
+    assert (rl / "ckpt" / "global_step_3").is_dir()
+    moved = retire_other_rl_state(rl, "bbb")  # a new SFT model or config: the old run must not be resumed
+    assert moved is not None and (moved / "ckpt" / "global_step_3").is_dir() and (moved / "rollouts" / "1.jsonl").is_file()
+    assert [p.name for p in (rl / "ckpt").iterdir()] == ["datamind_inputs.txt"] and not (rl / "rollouts").exists()
+    (rl / "ckpt" / "datamind_inputs.txt").unlink()  # a checkpoint folder of unknown origin is moved too
+    (rl / "ckpt" / "global_step_1").mkdir()
+    assert retire_other_rl_state(rl, "bbb") is not None and not (rl / "ckpt" / "global_step_1").exists()

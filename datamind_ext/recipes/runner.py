@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -245,6 +246,28 @@ def rl_command(r: Recipe) -> Command:
     return Command(argv, r.rl_dir / "log.txt", env=env, timeout_s=s.timeout_s, cwd=r.rl_dir)
 
 
+RL_INPUTS_FILE = "datamind_inputs.txt"
+
+
+def retire_other_rl_state(rl_dir: Path, digest: str) -> Path | None:
+    """Move checkpoints and rollout dumps made from other inputs out of verl's way; return where.
+
+    verl resumes from the latest checkpoint in ``default_local_dir`` (``resume_mode: auto``): right
+    after an interruption of the same run (same stage hash: resumed, nothing lost), wrong after the
+    SFT model or the config changed, where it would load the old run's last step and train nothing.
+    Nothing is deleted: the old run moves to ``rl_dir/replaced-<time>-<random>/``."""
+    ckpt, stamp = rl_dir / "ckpt", rl_dir / "ckpt" / RL_INPUTS_FILE
+    moved = None
+    old = [p for p in (ckpt, rl_dir / ROLLOUTS_DIR) if p.exists()]
+    if old and not (stamp.is_file() and stamp.read_text().strip() == digest):
+        moved = Path(tempfile.mkdtemp(prefix=f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-", dir=rl_dir))
+        for p in old:
+            p.rename(moved / p.name)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest + "\n")
+    return moved
+
+
 def stage_rl(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[], None]]:
     cmd = rl_command(r)
     cfg = r.cfg(r.spec.rl.config)
@@ -255,6 +278,10 @@ def stage_rl(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[],
 
         r.log("  " + check_rl_length(cfg, r.spec.rl.overrides, r.synth_dir / "export/rl/train.parquet"))
         r.rl_dir.mkdir(parents=True, exist_ok=True)
+        moved = retire_other_rl_state(r.rl_dir, r.hashes["rl"])
+        if moved:
+            r.log(f"  {r.rl_dir} held a run of other inputs (SFT model, data or config): moved to {moved}, "
+                  "so verl starts fresh instead of resuming it")
         r.execute(cmd)
         if r.rl_model() is None:
             raise UserError(f"verl finished but wrote no huggingface/ checkpoint under {r.rl_dir / 'ckpt'} "
@@ -289,6 +316,7 @@ def eval_commands(r: Recipe, ckpt: str, model: str, port: int) -> tuple[Command,
                          r.run_dir / "eval" / ckpt / "server.txt")
     server.argv += e.server_args
     served = model if e.server == "datamind_hf" else "datamind"
+    limit = e.checkpoint_limits.get(ckpt, e.limit)
     judge = (["--judge-model", e.judge_model] if e.judge_model else []) + \
         (["--judge-base-url", e.judge_base_url] if e.judge_base_url else [])
     clients = []
@@ -296,8 +324,8 @@ def eval_commands(r: Recipe, ckpt: str, model: str, port: int) -> tuple[Command,
         argv = _cli("eval", b.name, "--data", str(Path(b.data).resolve()), "--model", served, "--base-url", url,
                     "--k", str(e.k), "--concurrency", str(e.concurrency), "--out", str(r.run_dir / "eval" / ckpt / b.name),
                     "--no-progress", *judge)
-        if e.limit:
-            argv += ["--limit", str(e.limit)]
+        if limit:
+            argv += ["--limit", str(limit)]
         if b.config:
             argv += ["--config", str(Path(b.config).resolve())]
         clients.append(Command(argv, r.run_dir / "eval" / ckpt / f"{b.name}.log.txt"))
@@ -305,8 +333,8 @@ def eval_commands(r: Recipe, ckpt: str, model: str, port: int) -> tuple[Command,
         argv = _cli("eval", "synth", "--data", str(r.heldout_dir(h.name) / "synth"), "--model", served,
                     "--base-url", url, "--k", str(e.k), "--concurrency", str(e.concurrency),
                     "--out", str(r.run_dir / "eval" / ckpt / h.name), "--no-progress")
-        if e.limit:
-            argv += ["--limit", str(e.limit)]
+        if limit:
+            argv += ["--limit", str(limit)]
         if e.config:
             argv += ["--config", str(r.cfg(e.config))]
         clients.append(Command(argv, r.run_dir / "eval" / ckpt / f"{h.name}.log.txt"))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from datamind_ext.config import StrictModel, apply_overrides, parse_config, read_yaml
 from datamind_ext.errors import UserError
@@ -91,6 +91,9 @@ class EvalSpec(StrictModel):
     config: str | None = Field(None, description="EvalConfig yaml (sampling, budgets), relative to the recipe")
     k: int = Field(1, ge=1)
     limit: int | None = Field(None, ge=1, description="questions per set (None: all)")
+    checkpoint_limits: dict[Literal["base", "sft", "rl"], PositiveInt] = Field(
+        default_factory=dict, description="questions per set for these checkpoints, instead of `limit` (an untrained "
+        "base answers nothing and spends every token budget: a few dozen questions show its 0 % as well as all)")
     concurrency: int = Field(8, ge=1)
     server: Literal["datamind_hf", "vllm"] = Field(
         "datamind_hf", description="how each checkpoint is served: our CPU server or `vllm serve`")
