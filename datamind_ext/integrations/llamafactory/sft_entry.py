@@ -196,6 +196,8 @@ def prepare_sft(lf_args: dict[str, Any], block: DatamindSFTConfig, *, export_suf
     export_dir = Path(block.export_dir or Path(lf_args["output_dir"]) / "datamind_dataset") / export_suffix
     tokenizer = _load_tokenizer(lf_args)
     batch_rows = _length_batch_rows(lf_args, block)
+    if batch_rows:
+        lf_args["train_sampling_strategy"] = "sequential"  # the exported order is the training order
     report = export_llamafactory_dataset(
         _read_trajectories(block.trajectories),
         export_dir,
@@ -222,16 +224,15 @@ def prepare_sft(lf_args: dict[str, Any], block: DatamindSFTConfig, *, export_suf
 
 
 def _length_batch_rows(lf_args: dict[str, Any], block: DatamindSFTConfig) -> int | None:
-    """The batch size ``length_batches`` groups rows by (and the sequential sampler it needs), or None."""
+    """The batch size ``length_batches`` groups rows by, or None; refuses samplers that would reorder them."""
     if not block.length_batches:
         return None
-    strategy = lf_args.get("train_sampling_strategy", "sequential")
-    if strategy != "sequential" or lf_args.get("group_by_length"):
-        raise UserError(f"{BLOCK_KEY}.length_batches orders the rows itself: drop train_sampling_strategy={strategy}"
-                        f"{' and group_by_length' if lf_args.get('group_by_length') else ''}")
+    other = [f"{k}={lf_args[k]}" for k in ("train_sampling_strategy", "group_by_length")
+             if k in lf_args and lf_args[k] not in ("sequential", False)]
+    if other:
+        raise UserError(f"{BLOCK_KEY}.length_batches orders the rows itself: drop {' and '.join(other)}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError(f"{BLOCK_KEY}.length_batches is for one training process: its batches would be split across ranks")
-    lf_args["train_sampling_strategy"] = "sequential"
     return int(lf_args.get("per_device_train_batch_size") or 8)
 
 
