@@ -42,7 +42,9 @@ def test_missing_data_folder_fails_in_dry_run_with_one_line(tmp_path: Path, monk
 
 
 @pytest.mark.parametrize("bad, message", [("eval.k", "must be key=value"), ("eval.nope=1", "unknown key 'eval.nope'"),
-                                          ("eval.k=zero", "eval.k")])
+                                          ("eval.k=zero", "eval.k"),
+                                          ("eval.checkpoint_sets={rl: [nope]}", "no evaluated set named nope"),
+                                          ("eval.checkpoint_sets={rl: []}", "eval.checkpoint_sets.rl is empty")])
 def test_bad_overrides_are_one_line_errors(bad: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["run", str(ROOT / "recipes" / "quickstart"), bad, "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()

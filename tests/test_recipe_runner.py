@@ -35,7 +35,11 @@ def test_dry_run_prints_every_stage_as_its_upstream_command(tmp_path: Path) -> N
     assert "datamind-ext eval synth" in text and "python -m datamind_ext.generation.server" in text
     evals = [ln for ln in lines if "datamind-ext eval synth" in ln]
     # eval.checkpoint_limits: the base model is asked 40 questions per set, the trained ones all of them
-    assert [("--limit 40" in ln) for ln in evals] == [("<base checkpoint>" in ln) for ln in evals] and len(evals) == 6
+    assert [("--limit 40" in ln) for ln in evals] == [("<base checkpoint>" in ln) for ln in evals]
+    # eval.checkpoint_sets: base and rl on familiar_names only, sft on both sets
+    sets = [(next(c for c in ("base", "sft", "rl") if f"<{c} checkpoint>" in ln), ln.split("/heldout/")[1].split("/")[0])
+            for ln in evals]
+    assert sets == [("base", "familiar_names"), ("sft", "familiar_names"), ("sft", "unseen_names"), ("rl", "familiar_names")]
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
 
 
@@ -155,6 +159,7 @@ def test_training_copies_are_synthesized_beside_the_data(tmp_path: Path) -> None
     """``train_variants``: the data plus resampled copies in one folder, which synthesis reads."""
     spec = yaml.safe_load((QUICKSTART / "recipe.yaml").read_text())
     spec["synth"] |= {"config": str(QUICKSTART / "synth.yaml"), "train_variants": 2, "heldout": []}
+    spec["eval"]["checkpoint_sets"] = {}  # they name held-out sets, and this recipe has none
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(spec))
     r = Recipe(tmp_path, run_dir=tmp_path / "run", log=lambda _: None)
     *_, shown, run = stage_synth(r)

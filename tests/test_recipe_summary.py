@@ -95,7 +95,9 @@ def _run_folder(run: Path, *, stopped_early: bool) -> None:
 def test_summary_reports_bands_intervals_and_rl_effect(tmp_path: Path) -> None:
     _run_folder(tmp_path, stopped_early=False)
     lines: list[str] = []
-    summary = write_summary(Recipe(QUICKSTART, run_dir=tmp_path), [StageResult("sft", "ran", 1.0, [], [])], log=lines.append)
+    every_set = ["eval.checkpoint_sets.rl=[familiar_names,unseen_names]"]  # the quickstart: rl on familiar_names only
+    summary = write_summary(Recipe(QUICKSTART, run_dir=tmp_path, overrides=every_set),
+                            [StageResult("sft", "ran", 1.0, [], [])], log=lines.append)
     text = "\n".join(lines)
     assert summary["comparable"] is True and "NOT COMPARABLE" not in text
     assert "did not fire" in text and "700 of 700 steps" in text
@@ -116,6 +118,10 @@ def test_summary_reports_bands_intervals_and_rl_effect(tmp_path: Path) -> None:
                                          "update_actor": 3.0, "agent_loop/tool_calls/mean": 0.25, "other": 1.5}
     assert "Step time (mean over steps 2..2): 17.0 s = gen 11.0 s" in text and "tool_calls 0.25 s" in text
     assert json.loads((tmp_path / "summary.json").read_text())["comparable"] is True
+    # with the quickstart's eval.checkpoint_sets, rl's unseen_names results on disk (an older run's) are not reported
+    summary = write_summary(Recipe(QUICKSTART, run_dir=tmp_path), [], log=lines.append)
+    assert set(summary["eval"]["rl"]) == {"familiar_names"} and set(summary["rl_effect"]) == {"familiar_names"}
+    assert set(summary["eval"]["sft"]) == {"familiar_names", "unseen_names"} and set(summary["eval"]["base"]) == {"familiar_names"}
 
 
 def test_summary_marks_a_run_cut_by_the_safety_net_not_comparable(tmp_path: Path) -> None:

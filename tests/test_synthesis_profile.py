@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,7 @@ import pandas as pd
 from datamind_ext.synthesis.profile import (
     ProfileFailure,
     TableProfile,
+    file_digest,
     find_data_files,
     profile_file,
     read_table,
@@ -96,3 +98,18 @@ def test_unreadable_and_unsupported_files_are_reported(tmp_path: Path) -> None:
         assert len(res) == 1 and isinstance(res[0], ProfileFailure), path
         assert res[0].reason
     assert "unsupported" in results[tmp_path / "notes.txt"][0].reason
+
+
+def test_a_workbook_saved_twice_keeps_its_table_keys(tmp_path: Path) -> None:
+    """openpyxl writes the save time into the workbook: equal tables must still get equal keys (task seeds)."""
+    df = pd.DataFrame({"region": ["north", "south"], "sales": [3.5, 4.0]})
+    paths = [tmp_path / "a.xlsx", tmp_path / "b.xlsx", tmp_path / "c.xlsx"]
+    for path, frame in zip(paths, [df, df, df.assign(sales=[3.5, 4.5])]):
+        with pd.ExcelWriter(path) as xw:
+            frame.to_excel(xw, sheet_name="s", index=False)
+        time.sleep(1.1)  # the save time has a one-second resolution
+    assert paths[0].read_bytes() != paths[1].read_bytes()  # the save times differ
+    a, b, c = (file_digest(p) for p in paths)
+    assert a == b and a != c
+    keys = [[t.key for t in _profiles(p)] for p in paths]
+    assert keys[0] == keys[1] and keys[0] != keys[2]

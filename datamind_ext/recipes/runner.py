@@ -320,7 +320,8 @@ def eval_commands(r: Recipe, ckpt: str, model: str, port: int) -> tuple[Command,
     judge = (["--judge-model", e.judge_model] if e.judge_model else []) + \
         (["--judge-base-url", e.judge_base_url] if e.judge_base_url else [])
     clients = []
-    for b in e.benchmarks:
+    sets = eval_set_names(r, ckpt)
+    for b in (b for b in e.benchmarks if b.name in sets):
         argv = _cli("eval", b.name, "--data", str(Path(b.data).resolve()), "--model", served, "--base-url", url,
                     "--k", str(e.k), "--concurrency", str(e.concurrency), "--out", str(r.run_dir / "eval" / ckpt / b.name),
                     "--no-progress", *judge)
@@ -329,7 +330,7 @@ def eval_commands(r: Recipe, ckpt: str, model: str, port: int) -> tuple[Command,
         if b.config:
             argv += ["--config", str(Path(b.config).resolve())]
         clients.append(Command(argv, r.run_dir / "eval" / ckpt / f"{b.name}.log.txt"))
-    for h in (r.spec.synth.heldout if e.heldout else []):
+    for h in (h for h in r.spec.synth.heldout if h.name in sets):
         argv = _cli("eval", "synth", "--data", str(r.heldout_dir(h.name) / "synth"), "--model", served,
                     "--base-url", url, "--k", str(e.k), "--concurrency", str(e.concurrency),
                     "--out", str(r.run_dir / "eval" / ckpt / h.name), "--no-progress")
@@ -341,16 +342,19 @@ def eval_commands(r: Recipe, ckpt: str, model: str, port: int) -> tuple[Command,
     return server, clients
 
 
-def eval_set_names(r: Recipe) -> list[str]:
-    """Output folder names of every evaluated set: the benchmarks, then the held-out sets."""
+def eval_set_names(r: Recipe, ckpt: str | None = None) -> list[str]:
+    """Output folder names of the sets ``ckpt`` is evaluated on (None: every evaluated set): the
+    benchmarks, then the held-out sets."""
     held = [h.name for h in r.spec.synth.heldout] if r.spec.eval.heldout else []
-    return [b.name for b in r.spec.eval.benchmarks] + held
+    names = [b.name for b in r.spec.eval.benchmarks] + held
+    only = r.spec.eval.checkpoint_sets.get(ckpt) if ckpt else None
+    return [n for n in names if n in only] if only is not None else names
 
 
 def stage_eval(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[], None]]:
     e = r.spec.eval
     files = [r.cfg(e.config)] if e.config else []
-    outputs = [r.run_dir / "eval" / c / n / "summary.json" for c in e.checkpoints for n in eval_set_names(r)]
+    outputs = [r.run_dir / "eval" / c / n / "summary.json" for c in e.checkpoints for n in eval_set_names(r, c)]
     shown = []
     for c in e.checkpoints:
         server, clients = eval_commands(r, c, f"<{c} checkpoint>", 8000)
@@ -358,7 +362,7 @@ def stage_eval(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[
 
     def run() -> None:
         for c in e.checkpoints:
-            if all((r.run_dir / "eval" / c / n / "summary.json").is_file() for n in eval_set_names(r)) \
+            if all((r.run_dir / "eval" / c / n / "summary.json").is_file() for n in eval_set_names(r, c)) \
                     and (r.markers / f"eval-{c}.json").is_file() \
                     and json.loads((r.markers / f"eval-{c}.json").read_text()).get("model") == r.checkpoint(c):
                 r.log(f"  eval {c}: done before, skipped")

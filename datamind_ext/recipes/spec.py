@@ -94,6 +94,9 @@ class EvalSpec(StrictModel):
     checkpoint_limits: dict[Literal["base", "sft", "rl"], PositiveInt] = Field(
         default_factory=dict, description="questions per set for these checkpoints, instead of `limit` (an untrained "
         "base answers nothing and spends every token budget: a few dozen questions show its 0 % as well as all)")
+    checkpoint_sets: dict[Literal["base", "sft", "rl"], list[str]] = Field(
+        default_factory=dict, description="the only sets (benchmark or held-out names) these checkpoints are "
+        "evaluated on; the others get every set (e.g. RL on the set whose before/after is compared)")
     concurrency: int = Field(8, ge=1)
     server: Literal["datamind_hf", "vllm"] = Field(
         "datamind_hf", description="how each checkpoint is served: our CPU server or `vllm serve`")
@@ -113,6 +116,18 @@ class RecipeSpec(StrictModel):
     sft: SftSpec
     rl: RlSpec
     eval: EvalSpec = Field(default_factory=EvalSpec)
+
+    @model_validator(mode="after")
+    def _known_eval_sets(self) -> RecipeSpec:
+        known = {b.name for b in self.eval.benchmarks} | ({h.name for h in self.synth.heldout} if self.eval.heldout else set())
+        for ckpt, names in self.eval.checkpoint_sets.items():
+            unknown = sorted(set(names) - known)
+            if not names:
+                raise ValueError(f"eval.checkpoint_sets.{ckpt} is empty: name a set, or drop {ckpt} from eval.checkpoints")
+            if unknown:
+                raise ValueError(f"eval.checkpoint_sets.{ckpt}: no evaluated set named {', '.join(unknown)} "
+                                 f"(known: {', '.join(sorted(known)) or 'none'})")
+        return self
 
 
 def load_recipe(recipe: Path, overrides: Sequence[str] = ()) -> tuple[RecipeSpec, Path]:

@@ -174,7 +174,8 @@ def _plots(run_dir: Path, sft: list[tuple[int, float]], steps: list[dict[str, fl
         fig, ax = plt.subplots(figsize=(5.5, 3.2))
         width = 0.8 / max(1, len(sets))
         for j, name in enumerate(sets):
-            ys = [100 * (evals[c].get(name) or {}).get("pass@1", 0.0) for c in ckpts]
+            # a set a checkpoint was not evaluated on (eval.checkpoint_sets) gets no bar, not a 0 % one
+            ys = [100 * evals[c][name]["pass@1"] if name in evals[c] else float("nan") for c in ckpts]
             ax.bar([i + j * width for i in range(len(ckpts))], ys, width, label=name)
         ax.set_xticks([i + width * (len(sets) - 1) / 2 for i in range(len(ckpts))], ckpts)
         ax.set(ylabel="pass@1 (%)", title="held-out synthesized tasks")
@@ -236,7 +237,7 @@ def write_summary(r: Recipe, results: list[StageResult], *, log: Callable[[str],
     from datamind_ext.recipes.runner import eval_set_names
 
     sets = eval_set_names(r)
-    evals = {c: {h: eval_figures(run_dir / "eval" / c / h) for h in sets} for c in r.spec.eval.checkpoints}
+    evals = {c: {h: eval_figures(run_dir / "eval" / c / h) for h in eval_set_names(r, c)} for c in r.spec.eval.checkpoints}
     evals = {c: {h: v for h, v in per.items() if v} for c, per in evals.items() if any(per.values())}
     budget = sft_time_budget(r.sft_dir)
     comparable, why_not = comparability(budget)

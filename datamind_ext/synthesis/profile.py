@@ -19,6 +19,7 @@ import json
 import math
 import re
 import sqlite3
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -137,8 +138,22 @@ def detect_format(path: Path) -> FileFormat | None:
     return SUFFIX_FORMAT.get(path.suffix.lower())
 
 
+#: workbook members that hold only document metadata (openpyxl writes the save time into core.xml)
+_XLSX_METADATA_MEMBERS = frozenset({"docProps/core.xml"})
+
+
 def file_digest(path: Path) -> str:
-    """Content hash from the size and both ends of the file: cheap for files of any size."""
+    """Content hash from the size and both ends of the file: cheap for files of any size.
+
+    A workbook is hashed by its members' CRCs and sizes without the document-metadata member,
+    because every save rewrites the save time there: the same table saved twice must get the
+    same key (task seeds derive from it), or two runs over equal data synthesize different tasks.
+    """
+    if SUFFIX_FORMAT.get(path.suffix.lower()) == "xlsx":
+        try:
+            return _workbook_digest(path)
+        except zipfile.BadZipFile:
+            pass  # not a readable workbook: hashed by its bytes, and the reader reports why it fails
     h = hashlib.sha256()
     size = path.stat().st_size
     h.update(str(size).encode())
@@ -147,6 +162,15 @@ def file_digest(path: Path) -> str:
         if size > 2 * HASH_EDGE_BYTES:
             f.seek(size - HASH_EDGE_BYTES)
             h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def _workbook_digest(path: Path) -> str:
+    h = hashlib.sha256(b"xlsx")
+    with zipfile.ZipFile(path) as zf:
+        for info in sorted(zf.infolist(), key=lambda i: i.filename):
+            if info.filename not in _XLSX_METADATA_MEMBERS:
+                h.update(f"{info.filename}|{info.CRC}|{info.file_size}\n".encode())
     return h.hexdigest()[:16]
 
 
