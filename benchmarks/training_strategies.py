@@ -78,16 +78,22 @@ ARMS = [
 ]
 
 
-def bench_recipe(out: Path, sft_steps: int, heldout_tasks_per_table: int) -> Path:
-    """A copy of the quickstart recipe with this benchmark's SFT steps and held-out size."""
+def quickstart_sft_steps() -> int:
+    """The quickstart's SFT length: the default, so the ``sft_only`` arm is the quickstart's SFT model."""
+    return int(yaml.safe_load((QUICKSTART / "sft.yaml").read_text())["max_steps"])
+
+
+def bench_recipe(out: Path, sft_steps: int, heldout_tasks_per_table: int | None) -> Path:
+    """A copy of the quickstart recipe with this benchmark's SFT steps and held-out size (None: the quickstart's)."""
     folder = out / "recipe"
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(QUICKSTART, folder)
     spec = yaml.safe_load((folder / "recipe.yaml").read_text())
     spec["run_dir"] = str(out / "shared")
     spec["synth"]["data"] = str((ROOT / spec["synth"]["data"]).resolve())
-    spec["synth"]["heldout"] = [dict(h, tasks_per_table=heldout_tasks_per_table) for h in spec["synth"]["heldout"]
-                                if h["name"] == EVAL_SET]
+    spec["synth"]["heldout"] = [dict(h, tasks_per_table=heldout_tasks_per_table or h["tasks_per_table"])
+                                for h in spec["synth"]["heldout"] if h["name"] == EVAL_SET]
+    spec["eval"].pop("checkpoint_sets", None)  # arms are scored here, on EVAL_SET; the other held-out sets are dropped
     spec["sft"]["overrides"] = [f"max_steps={sft_steps}"]
     (folder / "recipe.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return folder
@@ -117,7 +123,7 @@ def run_arm_rl(r: Recipe, arm: Arm, arm_dir: Path, rl_steps_n: int) -> Path:
     return found[-1]
 
 
-def evaluate(r: Recipe, model: str, out_dir: Path, limit: int) -> dict[str, Any]:
+def evaluate(r: Recipe, model: str, out_dir: Path, limit: int | None) -> dict[str, Any]:
     """Greedy held-out eval of one checkpoint, served by our CPU server (the quickstart's eval)."""
     if not (out_dir / "summary.json").is_file():
         port = free_port()
@@ -130,7 +136,8 @@ def evaluate(r: Recipe, model: str, out_dir: Path, limit: int) -> dict[str, Any]
             _wait_for_server(url, proc, 600, out_dir / "server.txt")
             argv = [sys.executable, "-m", "datamind_ext", "eval", "synth", "--data", str(r.heldout_dir(EVAL_SET) / "synth"),
                     "--model", model, "--base-url", url, "--k", "1", "--concurrency", "8", "--out", str(out_dir),
-                    "--no-progress", "--limit", str(limit), "--config", str(r.cfg(r.spec.eval.config or "eval.yaml"))]
+                    "--no-progress", "--config", str(r.cfg(r.spec.eval.config or "eval.yaml"))]
+            argv += ["--limit", str(limit)] if limit else []
             r.execute(Command(argv, out_dir / "eval.log.txt"))
         finally:
             proc.terminate()
@@ -174,16 +181,17 @@ def _f(v: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke size: 150 SFT steps, 2 RL steps, 20 held-out tasks")
+    ap.add_argument("--quick", action="store_true", help="smoke size: 150 SFT steps, 2 RL steps, 20 held-out tasks "
+                    "(default: the quickstart's SFT steps and familiar_names set, 20 RL steps per arm)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "training_strategies")
     ap.add_argument("--arms", default=",".join(a.name for a in ARMS))
     ap.add_argument("--sft-steps", type=int, default=None)
     ap.add_argument("--rl-steps", type=int, default=None)
     ap.add_argument("--n", type=int, default=None, help="held-out tasks evaluated per arm")
     args = ap.parse_args(argv)
-    sft_steps = args.sft_steps or (150 if args.quick else 700)
+    sft_steps = args.sft_steps or (150 if args.quick else quickstart_sft_steps())
     rl_n = args.rl_steps or (2 if args.quick else 20)
-    n = args.n or (20 if args.quick else 150)
+    n = args.n or (20 if args.quick else None)  # None: every task of the quickstart's familiar_names set
     arms = [a for a in ARMS if a.name in args.arms.split(",")]
     if not arms:
         raise SystemExit(f"--arms: none of {args.arms!r} is one of {', '.join(a.name for a in ARMS)}")
@@ -191,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     os.chdir(ROOT)
 
-    recipe = bench_recipe(out, sft_steps, heldout_tasks_per_table=max(6, -(-n // 14)))
+    recipe = bench_recipe(out, sft_steps, heldout_tasks_per_table=max(6, -(-n // 14)) if n else None)
     run_recipe(recipe, to_stage="sft", log=lambda s: print(s, flush=True))  # model, synthesis, SFT: shared, resumable
     r = Recipe(recipe)
     rows, per_arm = [], {}
