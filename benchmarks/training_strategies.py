@@ -99,8 +99,9 @@ def bench_recipe(out: Path, sft_steps: int, heldout_tasks_per_table: int | None)
     return folder
 
 
-def run_arm_rl(r: Recipe, arm: Arm, arm_dir: Path, rl_steps_n: int) -> Path:
-    """verl main_ppo for one arm (the quickstart's command, with this arm's start model and γ)."""
+def run_arm_rl(r: Recipe, arm: Arm, arm_dir: Path, rl_steps_n: int, lr: float | None) -> Path:
+    """verl main_ppo for one arm (the quickstart's command, with this arm's start model and γ; ``lr``:
+    the actor's learning rate instead of rl.yaml's)."""
     cmd = rl_command(r)
     start = r.base_model() if arm.start == "base" else str(r.sft_dir)
     keep = [a for a in cmd.argv if not a.startswith(("actor_rollout_ref.model.path=", "trainer.default_local_dir=",
@@ -108,6 +109,7 @@ def run_arm_rl(r: Recipe, arm: Arm, arm_dir: Path, rl_steps_n: int) -> Path:
     extra = [f"actor_rollout_ref.model.path={start}", f"trainer.default_local_dir={arm_dir / 'ckpt'}",
              f"trainer.rollout_data_dir={arm_dir / 'rollouts'}", f"trainer.total_training_steps={rl_steps_n}",
              f"trainer.save_freq={rl_steps_n}", f"trainer.experiment_name=strategies_{arm.name}"]
+    extra += [f"actor_rollout_ref.actor.optim.lr={lr}"] if lr is not None else []
     # "++": set the key whether or not rl.yaml has it (its schedule block names only the cosine's keys)
     schedule = dict(arm.schedule or {})
     if schedule.get("name", "cosine") == "cosine":
@@ -152,7 +154,7 @@ def curves(arm_dir: Path) -> list[dict[str, float]]:
     return rl_steps(log.read_text(errors="replace")) if log.is_file() else []
 
 
-def plot(out: Path, per_arm: dict[str, list[dict[str, float]]]) -> Path:
+def plot(out: Path, per_arm: dict[str, list[dict[str, float]]], name: str = "curves.png") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,9 +172,9 @@ def plot(out: Path, per_arm: dict[str, list[dict[str, float]]]) -> Path:
     axes[1].set(xlabel="RL step", title="entropy of the RL tokens (nats)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=110)
+    fig.savefig(out / name, dpi=110)
     plt.close(fig)
-    return out / "curves.png"
+    return out / name
 
 
 def _f(v: float | None) -> str:
@@ -188,6 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sft-steps", type=int, default=None)
     ap.add_argument("--rl-steps", type=int, default=None)
     ap.add_argument("--n", type=int, default=None, help="held-out tasks evaluated per arm")
+    ap.add_argument("--rl-lr", type=float, default=None,
+                    help="the RL arms' actor learning rate (default: rl.yaml's 1e-5, which moves the tiny model's "
+                    "weights by ~0.1 %% in 20 steps); arms, table and curves then carry the suffix _lrX")
     args = ap.parse_args(argv)
     sft_steps = args.sft_steps or (150 if args.quick else quickstart_sft_steps())
     rl_n = args.rl_steps or (2 if args.quick else 20)
@@ -203,14 +208,15 @@ def main(argv: list[str] | None = None) -> None:
     run_recipe(recipe, to_stage="sft", log=lambda s: print(s, flush=True))  # model, synthesis, SFT: shared, resumable
     r = Recipe(recipe)
     rows, per_arm = [], {}
+    tag = f"_lr{args.rl_lr:g}" if args.rl_lr is not None else ""
     for arm in arms:
-        arm_dir = out / "arms" / arm.name
+        arm_dir = out / "arms" / (arm.name + (tag if arm.schedule is not None else ""))
         print(f"== arm {arm.name} ==", flush=True)
         if arm.schedule is None:
             model = str(r.sft_dir)
         else:
             done = sorted(arm_dir.glob("ckpt/global_step_*/actor/huggingface"))
-            model = str(done[-1]) if (arm_dir / "done").is_file() and done else str(run_arm_rl(r, arm, arm_dir, rl_n))
+            model = str(done[-1]) if (arm_dir / "done").is_file() and done else str(run_arm_rl(r, arm, arm_dir, rl_n, args.rl_lr))
             (arm_dir / "done").write_text(model + "\n")
         fig = evaluate(r, model, arm_dir / "eval", n)
         steps = per_arm[arm.name] = curves(arm_dir)
@@ -222,8 +228,8 @@ def main(argv: list[str] | None = None) -> None:
                      "entropy_last": pick(last, ("actor/rl_entropy", "actor/entropy")), "gamma_last": pick(last, ("actor/gamma",)),
                      "paper": arm.paper, "paper_label": arm.paper_label, "step_time_s": step_time(steps)})
 
-    print(f"\nTraining strategies (tiny model; SFT {sft_steps} steps shared; RL {rl_n} steps per RL arm; "
-          f"held-out {EVAL_SET}, greedy)")
+    print(f"\nTraining strategies (tiny model; SFT {sft_steps} steps shared; RL {rl_n} steps per RL arm"
+          f"{f' at lr {args.rl_lr:g}' if args.rl_lr is not None else ''}; held-out {EVAL_SET}, greedy)")
     print(f"{'arm':<15} {'pass@1':>7} {'95% CI':>13} {'n':>4} {'answered':>8} {'reward':>7} {'entropy':>7}  paper (7B)")
     for row in rows:
         paper = f"{row['paper']:.2f} {row['paper_label']}" if row["paper"] is not None else row["paper_label"]
@@ -238,9 +244,10 @@ def main(argv: list[str] | None = None) -> None:
         for key, v in sorted(timed["step_time_s"].items(), key=lambda kv: -kv[1]):
             share = f" ({100 * v / total:.0f}% of step)" if total and key != "step" and "/" not in key else ""
             print(f"  {key:<45} {v:8.2f} s{share}")
-    png = plot(out, per_arm)
-    (out / "table.json").write_text(json.dumps({"sft_steps": sft_steps, "rl_steps": rl_n, "rows": rows}, indent=2) + "\n")
-    print(f"\ncurves: {png}\ntable: {out / 'table.json'}")
+    png = plot(out, per_arm, f"curves{tag}.png")
+    table = out / f"table{tag}.json"
+    table.write_text(json.dumps({"sft_steps": sft_steps, "rl_steps": rl_n, "rl_lr": args.rl_lr, "rows": rows}, indent=2) + "\n")
+    print(f"\ncurves: {png}\ntable: {table}")
 
 
 if __name__ == "__main__":
