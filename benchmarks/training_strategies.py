@@ -154,7 +154,7 @@ def curves(arm_dir: Path) -> list[dict[str, float]]:
     return rl_steps(log.read_text(errors="replace")) if log.is_file() else []
 
 
-def plot(out: Path, per_arm: dict[str, list[dict[str, float]]], name: str = "curves.png") -> Path:
+def plot(out: Path, per_arm: dict[str, list[dict[str, float]]], filename: str = "curves.png") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,9 +172,9 @@ def plot(out: Path, per_arm: dict[str, list[dict[str, float]]], name: str = "cur
     axes[1].set(xlabel="RL step", title="entropy of the RL tokens (nats)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / name, dpi=110)
+    fig.savefig(out / filename, dpi=110)
     plt.close(fig)
-    return out / name
+    return out / filename
 
 
 def _f(v: float | None) -> str:
