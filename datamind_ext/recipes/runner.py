@@ -343,12 +343,8 @@ def eval_commands(r: Recipe, ckpt: str, model: str, port: int) -> tuple[Command,
 
 
 def eval_set_names(r: Recipe, ckpt: str | None = None) -> list[str]:
-    """Output folder names of the sets ``ckpt`` is evaluated on (None: every evaluated set): the
-    benchmarks, then the held-out sets."""
-    held = [h.name for h in r.spec.synth.heldout] if r.spec.eval.heldout else []
-    names = [b.name for b in r.spec.eval.benchmarks] + held
-    only = r.spec.eval.checkpoint_sets.get(ckpt) if ckpt else None
-    return [n for n in names if n in only] if only is not None else names
+    """Output folder names of the sets ``ckpt`` is evaluated on (None: every evaluated set)."""
+    return r.spec.eval_sets(ckpt)
 
 
 def stage_eval(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[], None]]:

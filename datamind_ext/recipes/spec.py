@@ -117,13 +117,20 @@ class RecipeSpec(StrictModel):
     rl: RlSpec
     eval: EvalSpec = Field(default_factory=EvalSpec)
 
+    def eval_sets(self, ckpt: str | None = None) -> list[str]:
+        """Names of the sets ``ckpt`` is evaluated on (None: every evaluated set): the benchmarks,
+        then the held-out sets."""
+        names = [b.name for b in self.eval.benchmarks] + ([h.name for h in self.synth.heldout] if self.eval.heldout else [])
+        only = self.eval.checkpoint_sets.get(ckpt) if ckpt else None
+        return [n for n in names if n in only] if only is not None else names
+
     @model_validator(mode="after")
     def _known_eval_sets(self) -> RecipeSpec:
-        known = {b.name for b in self.eval.benchmarks} | ({h.name for h in self.synth.heldout} if self.eval.heldout else set())
+        known = self.eval_sets()
         for ckpt, names in self.eval.checkpoint_sets.items():
-            unknown = sorted(set(names) - known)
             if not names:
                 raise ValueError(f"eval.checkpoint_sets.{ckpt} is empty: name a set, or drop {ckpt} from eval.checkpoints")
+            unknown = sorted(set(names) - set(known))
             if unknown:
                 raise ValueError(f"eval.checkpoint_sets.{ckpt}: no evaluated set named {', '.join(unknown)} "
                                  f"(known: {', '.join(sorted(known)) or 'none'})")
