@@ -7,6 +7,7 @@
 # GPU machines: see README.md ("GPU environment").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/pip_logged.sh
 
 VENV=${DATAMIND_VENV:-.venv}
 PY=${PYTHON:-python3.11}
@@ -22,8 +23,7 @@ echo "[setup] creating the virtual environment in $VENV (python: $($PY --version
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --upgrade --progress-bar off pip
 echo "[setup] installing the pinned environment (requirements/cpu.lock.txt, ~7 GB with torch)"
-"$VENV/bin/python" -m pip install --progress-bar off -r requirements/cpu.lock.txt \
-  | grep --line-buffered -E "^(Collecting|Processing|Installing|Successfully)" | cut -c1-160
+pip_logged setup "$VENV/pip-install.log" "$VENV/bin/python" -m pip install --progress-bar off -r requirements/cpu.lock.txt
 echo "[setup] installing datamind-ext (editable)"
 "$VENV/bin/python" -m pip install --progress-bar off --no-deps --no-build-isolation -e . | tail -n 1
 "$VENV/bin/python" -m pip check

@@ -5,6 +5,7 @@
 # installing works anywhere. flash-attn is optional (recipes/datamind-7b/README.md, "Attention").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/pip_logged.sh
 
 VENV=${DATAMIND_GPU_VENV:-.venv-gpu}
 PY=${PYTHON:-python3.11}
@@ -17,8 +18,7 @@ start=$(date +%s)
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --upgrade --progress-bar off pip
 echo "[setup-gpu] installing requirements/gpu.lock.txt (~12 GB with torch, CUDA libraries and vLLM)"
-"$VENV/bin/python" -m pip install --progress-bar off -r requirements/gpu.lock.txt \
-  | grep --line-buffered -E "^(Collecting|Installing|Successfully)" | cut -c1-160
+pip_logged setup-gpu "$VENV/pip-install.log" "$VENV/bin/python" -m pip install --progress-bar off -r requirements/gpu.lock.txt
 "$VENV/bin/python" -m pip install --progress-bar off --no-deps --no-build-isolation -e . | tail -n 1
 "$VENV/bin/python" -m pip check
 echo "$want" > "$STAMP"

