@@ -36,6 +36,7 @@ POSITIVE = [
     ("nan", "nan"),
     ("The answer is 7", "7"),
     ("\\boxed{7}", "7"),
+    ("The sensor_57 reading is 12", "12"),  # an identifier's digits are not a second number
 ]
 
 NEGATIVE = [
@@ -53,6 +54,8 @@ NEGATIVE = [
     ("", "1"),
     ("inf", "1"),
     ("hello", "world"),
+    ("Kcsv\nr2", "2"),  # a variable name's digit is not the answer (a tiny model's guess, once scored right)
+    ("see table_5", "5"),
 ]
 
 

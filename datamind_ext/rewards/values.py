@@ -26,6 +26,10 @@ _NUM = (
     r"(?:[eE][-+]?\d+|\s*[x×*]\s*10\s*\^\s*[-+]?\d+)?"
 )
 _NUM_RE = re.compile(_NUM)
+# What ends an identifier just before a number found in free text ("r2", "sensor_57", "table_5"):
+# those digits are a name, not a number. Counting them made "Kcsv r2" match the gold answer 2 and
+# "sensor_57 reads 12" look like two numbers.
+_IDENTIFIER_TAIL_RE = re.compile(r"[A-Za-z_]\d*$")
 # A whole answer that is one number: currency prefix, number, optional percent or unit suffix.
 _WHOLE_NUM_RE = re.compile(
     rf"^\s*(?P<sign>[-+]?)\s*[{_CURRENCY}]?\s*(?P<num>{_NUM})\s*(?P<pct>%|percent\b|pct\b)?"
@@ -143,10 +147,13 @@ def parse_number(text: str) -> Number | None:
 
 
 def numbers_in(text: str, limit: int = 64) -> list[Number]:
-    """Every number mentioned in free text (at most ``limit``), percent signs kept."""
+    """Every number mentioned in free text (at most ``limit``), percent signs kept; digits that end
+    an identifier (a letter or underscore right before them) are not a number."""
     out: list[Number] = []
     t = text.translate(_MINUS)
     for m in _NUM_RE.finditer(t):
+        if _IDENTIFIER_TAIL_RE.search(t[max(0, m.start() - 32) : m.start()]):
+            continue
         v = _to_float(m.group(0))
         if v is None:
             continue
