@@ -11,26 +11,18 @@ pip_logged() {
   local label=$1 log=$2
   shift 2
   mkdir -p "$(dirname "$log")"
-  local attempt rc
+  local attempt rc no_cache=()
   for attempt in 1 2; do
-    set +e
-    : > "$log"
-    if [ "$attempt" = 1 ]; then
-      "$@" > "$log" 2>&1 &
-    else
-      PIP_NO_CACHE_DIR=1 "$@" > "$log" 2>&1 &
-    fi
-    local pid=$!
-    # Live progress: follow the log until pip exits (tail -f stops when its --pid is gone).
-    tail -n +1 -f --pid="$pid" "$log" \
-      | awk '/^(Collecting|Processing|Installing|Successfully|ERROR|error:)/ {print substr($0, 1, 160); fflush()}'
-    wait "$pid"
-    rc=$?
-    set -e
+    # stderr joins stdout before the pipe, so errors stay in order with the progress lines
+    rc=0
+    env "${no_cache[@]}" "$@" 2>&1 | tee "$log" \
+      | awk '/^(Collecting|Processing|Installing|Successfully|ERROR|error:)/ {print substr($0, 1, 160); fflush()}' \
+      || rc=${PIPESTATUS[0]}
     [ "$rc" = 0 ] && return 0
     echo "[$label] pip failed (exit status $rc, attempt $attempt of 2); the last lines of $log:" >&2
     tail -n 25 "$log" | cut -c1-300 >&2
     echo "[$label] free disk where the environment goes: $(df -h --output=avail . | tail -n 1 | tr -d ' ')" >&2
+    no_cache=(PIP_NO_CACHE_DIR=1)
   done
   return "$rc"
 }

@@ -320,7 +320,7 @@ def eval_commands(r: Recipe, ckpt: str, model: str, port: int) -> tuple[Command,
     judge = (["--judge-model", e.judge_model] if e.judge_model else []) + \
         (["--judge-base-url", e.judge_base_url] if e.judge_base_url else [])
     clients = []
-    sets = eval_set_names(r, ckpt)
+    sets = r.spec.eval_sets(ckpt)
     for b in (b for b in e.benchmarks if b.name in sets):
         argv = _cli("eval", b.name, "--data", str(Path(b.data).resolve()), "--model", served, "--base-url", url,
                     "--k", str(e.k), "--concurrency", str(e.concurrency), "--out", str(r.run_dir / "eval" / ckpt / b.name),
@@ -342,15 +342,10 @@ def eval_commands(r: Recipe, ckpt: str, model: str, port: int) -> tuple[Command,
     return server, clients
 
 
-def eval_set_names(r: Recipe, ckpt: str | None = None) -> list[str]:
-    """Output folder names of the sets ``ckpt`` is evaluated on (None: every evaluated set)."""
-    return r.spec.eval_sets(ckpt)
-
-
 def stage_eval(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[], None]]:
     e = r.spec.eval
     files = [r.cfg(e.config)] if e.config else []
-    outputs = [r.run_dir / "eval" / c / n / "summary.json" for c in e.checkpoints for n in eval_set_names(r, c)]
+    outputs = [r.run_dir / "eval" / c / n / "summary.json" for c in e.checkpoints for n in r.spec.eval_sets(c)]
     shown = []
     for c in e.checkpoints:
         server, clients = eval_commands(r, c, f"<{c} checkpoint>", 8000)
@@ -358,7 +353,7 @@ def stage_eval(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[
 
     def run() -> None:
         for c in e.checkpoints:
-            if all((r.run_dir / "eval" / c / n / "summary.json").is_file() for n in eval_set_names(r, c)) \
+            if all((r.run_dir / "eval" / c / n / "summary.json").is_file() for n in r.spec.eval_sets(c)) \
                     and (r.markers / f"eval-{c}.json").is_file() \
                     and json.loads((r.markers / f"eval-{c}.json").read_text()).get("model") == r.checkpoint(c):
                 r.log(f"  eval {c}: done before, skipped")

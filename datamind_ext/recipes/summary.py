@@ -234,10 +234,9 @@ def write_summary(r: Recipe, results: list[StageResult], *, log: Callable[[str],
     rl_log = r.rl_dir / "log.txt"
     steps = rl_steps(rl_log.read_text(errors="replace")) if rl_log.is_file() else []
     bands = {step: mean_band(v) for step, v in rollout_scores(r.rl_dir).items() if v}
-    from datamind_ext.recipes.runner import eval_set_names
 
-    sets = eval_set_names(r)
-    evals = {c: {h: eval_figures(run_dir / "eval" / c / h) for h in eval_set_names(r, c)} for c in r.spec.eval.checkpoints}
+    sets = r.spec.eval_sets()
+    evals = {c: {h: eval_figures(run_dir / "eval" / c / h) for h in r.spec.eval_sets(c)} for c in r.spec.eval.checkpoints}
     evals = {c: {h: v for h, v in per.items() if v} for c, per in evals.items() if any(per.values())}
     budget = sft_time_budget(r.sft_dir)
     comparable, why_not = comparability(budget)

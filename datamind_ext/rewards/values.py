@@ -26,10 +26,10 @@ _NUM = (
     r"(?:[eE][-+]?\d+|\s*[x×*]\s*10\s*\^\s*[-+]?\d+)?"
 )
 _NUM_RE = re.compile(_NUM)
-# What ends an identifier just before a number found in free text ("r2", "sensor_57", "table_5"):
-# those digits are a name, not a number. Counting them made "Kcsv r2" match the gold answer 2 and
-# "sensor_57 reads 12" look like two numbers.
-_IDENTIFIER_TAIL_RE = re.compile(r"[A-Za-z_]\d*$")
+# A number found in free text right after one of these ends an identifier ("r2", "sensor_57"): a name,
+# not a number. Counting it made "Kcsv r2" match the gold answer 2 and "sensor_57 reads 12" look like
+# two numbers. (ASCII only: "约为12" still mentions 12.)
+_IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 # A whole answer that is one number: currency prefix, number, optional percent or unit suffix.
 _WHOLE_NUM_RE = re.compile(
     rf"^\s*(?P<sign>[-+]?)\s*[{_CURRENCY}]?\s*(?P<num>{_NUM})\s*(?P<pct>%|percent\b|pct\b)?"
@@ -152,7 +152,7 @@ def numbers_in(text: str, limit: int = 64) -> list[Number]:
     out: list[Number] = []
     t = text.translate(_MINUS)
     for m in _NUM_RE.finditer(t):
-        if _IDENTIFIER_TAIL_RE.search(t[max(0, m.start() - 32) : m.start()]):
+        if m.start() and t[m.start() - 1] in _IDENTIFIER_CHARS:
             continue
         v = _to_float(m.group(0))
         if v is None:
