@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from datamind_ext.cli.main import main as cli_main
-from datamind_ext.recipes.heldout import UNSEEN_WORDS, make_heldout_folder
+from datamind_ext.recipes.heldout import UNSEEN_WORDS, make_heldout_folder, readable_sources
 from datamind_ext.recipes.runner import Recipe, run_recipe, stage_rl, stage_synth
 from datamind_ext.recipes.summary import rl_steps
 
@@ -105,6 +105,15 @@ def test_heldout_tables_fresh_values_and_unseen_names(tmp_path: Path) -> None:
             assert not {c.name.lower() for c in p.columns} & train_names
             assert str(p.table).lower() not in train_names or p.table is None
     assert not {w.lower() for w in UNSEEN_WORDS} & train_names
+    # profiled once for many folders (the recipe's variants): the same tables as profiling each time
+    sources = readable_sources(SAMPLES)
+    assert {src.name for src, _ in sources} == set(source)
+    for kind, files in (("fresh_tables", fresh), ("unseen_names", unseen)):
+        again = make_heldout_folder(SAMPLES, tmp_path / f"again_{kind}", kind, seed=1, sources=sources)
+        assert [f.name for f in again] == [f.name for f in files]
+        for a, b in zip(again, files, strict=True):
+            pa, pb = ([p for p in profile_file(f) if isinstance(p, TableProfile)] for f in (a, b))
+            assert len(pa) == len(pb) and all(read_table(x).equals(read_table(y)) for x, y in zip(pa, pb, strict=True))
 
 
 def test_rl_steps_parses_verl_console_lines() -> None:

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 
 from datamind_ext.cli.main import main
+from datamind_ext.protocol import Message, Trajectory
+from datamind_ext.synthesis.pipeline import canonical_order
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples" / "files"
@@ -110,6 +112,32 @@ def test_rl_parquet_loads_in_verl(synth_run: Path, tiny_tokenizer) -> None:
     item = ds[0]
     assert item["raw_prompt"][1]["role"] == "user"
     assert item["extra_info"]["files"] and item["agent_name"] == "datamind_code_agent"
+
+
+def test_kept_order_depends_on_content_not_on_completion_order(synth_run: Path, tmp_path: Path) -> None:
+    """SFT shuffles kept.jsonl with a fixed seed: its order must not depend on which sample finished first."""
+    out = tmp_path / "out"
+    shutil.copytree(synth_run, out)
+    lines = (out / "trajectories.jsonl").read_text().splitlines()
+    (out / "trajectories.jsonl").write_text("\n".join(reversed(lines)) + "\n")  # another completion order
+    assert main(["synth", "filter", "--data", str(synth_run.parent / "data"), "--out", str(out),
+                 "--tasks-per-table", "2", "--seed", "7"]) == 0
+    kept = (out / "filtered" / "kept.jsonl").read_text()
+    assert len(kept.splitlines()) >= 12 and kept == (synth_run / "filtered" / "kept.jsonl").read_text()
+
+
+def test_canonical_order_is_the_same_in_another_run_folder(tmp_path: Path) -> None:
+    def traj(root: Path, name: str, question: str) -> Trajectory:
+        return Trajectory(id=f"{root.name}-{name}-{question}", files=[str(root / name)],
+                          messages=[Message(role="user", content=question), Message(role="assistant", content="x")])
+
+    rows = [("variant_2/b.csv", "q1"), ("original/b.csv", "q2"), ("original/b.csv", "q1"), ("original/a.csv", "q9")]
+    orders = []
+    for root, order in ((tmp_path / "run1", rows), (tmp_path / "elsewhere" / "run2", rows[::-1])):
+        orders.append([(Path(t.files[0]).relative_to(root).as_posix(), t.messages[0].content)
+                       for t in canonical_order([traj(root, n, q) for n, q in order], root)])
+    assert orders[0] == orders[1] == [("original/a.csv", "q9"), ("original/b.csv", "q1"), ("original/b.csv", "q2"),
+                                      ("variant_2/b.csv", "q1")]
 
 
 def test_kill_9_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:

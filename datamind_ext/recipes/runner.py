@@ -179,7 +179,7 @@ def stage_model(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[
 
 
 def stage_synth(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[[], None]]:
-    from datamind_ext.recipes.heldout import make_heldout_folder
+    from datamind_ext.recipes.heldout import make_heldout_folder, readable_sources
 
     s = r.spec.synth
     cfg = r.cfg(s.config)
@@ -199,15 +199,17 @@ def stage_synth(r: Recipe) -> tuple[list[Path], list[Path], list[str], Callable[
     def run() -> None:
         if not data.is_dir():
             raise UserError(f"synth.data: not a folder: {data}")
+        sources = readable_sources(data)
         if s.train_variants:
             shutil.rmtree(train_data, ignore_errors=True)
             shutil.copytree(data, train_data / "original")
             for k in range(1, s.train_variants + 1):
-                make_heldout_folder(data, train_data / f"variant_{k}", "fresh_tables", seed=TRAIN_VARIANT_SEED + k)
+                make_heldout_folder(data, train_data / f"variant_{k}", "fresh_tables", seed=TRAIN_VARIANT_SEED + k,
+                                    sources=sources)
             r.log(f"  training data: {data} and {s.train_variants} resampled copies in {train_data}")
         r.execute(cmds[0])
         for h, cmd in zip(s.heldout, cmds[1:], strict=True):
-            written = make_heldout_folder(data, r.heldout_dir(h.name) / "data", h.kind, seed=h.seed)
+            written = make_heldout_folder(data, r.heldout_dir(h.name) / "data", h.kind, seed=h.seed, sources=sources)
             r.log(f"  held-out set {h.name} ({h.kind}): {len(written)} new tables in {r.heldout_dir(h.name) / 'data'}")
             r.execute(cmd)
 

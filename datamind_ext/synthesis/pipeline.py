@@ -319,7 +319,8 @@ def run_filter(cfg: SynthConfig) -> dict[str, Any]:
             earlier.append(Drop(id=con.key, task_id=con.task_key, category=con.category,
                                 reason=con.reason or "not_selected", stage="consistency"))
     expert, selected, audited = _audit_filter(cfg, expert, selected)
-    res = filter_trajectories(expert, selected, cfg.max_answer_chars, cfg.max_obs_chars)
+    res = filter_trajectories(canonical_order(expert, cfg.data), canonical_order(selected, cfg.data),
+                              cfg.max_answer_chars, cfg.max_obs_chars)
     res.dropped = earlier + audited + res.dropped
     folder = out_path(cfg, FILTER_DIR)
     folder.mkdir(parents=True, exist_ok=True)
@@ -331,6 +332,26 @@ def run_filter(cfg: SynthConfig) -> dict[str, Any]:
     report = res.report()
     write_json_atomic(folder / "report.json", report)
     return report
+
+
+def canonical_order(trajectories: list[Trajectory], data_root: str | Path) -> list[Trajectory]:
+    """``trajectories`` in an order that depends on their content only.
+
+    Why: ``trajectories.jsonl`` is written in completion order, which depends on concurrency and
+    machine speed; SFT shuffles ``kept.jsonl`` with a fixed seed, so a different file order is a
+    different data order and (measured on the quickstart) a different model. The key uses file
+    paths relative to the data folder, so the same data in another run folder sorts the same way.
+    """
+    root = Path(data_root).resolve()
+
+    def rel(path: str) -> str:
+        p = Path(path)
+        return p.relative_to(root).as_posix() if p.is_relative_to(root) else p.as_posix()
+
+    def key(t: Trajectory) -> tuple[list[str], str]:
+        return [rel(f) for f in t.files], json.dumps([m.model_dump(mode="json") for m in t.messages], sort_keys=True)
+
+    return sorted(trajectories, key=key)
 
 
 def _audit_filter(cfg: SynthConfig, expert: list[Trajectory], selected: list[Trajectory],
