@@ -102,6 +102,27 @@ async def bench_start(pool: InterpreterPool, csv: Path, n: int) -> list[float]:
     return out
 
 
+#: The quickstart's warm image (recipes/quickstart: interpreter.preload): what its cells use.
+PANDAS_ONLY = ["numpy", "pandas", "openpyxl", "pyarrow.parquet", "sqlite3", "json", "csv"]
+
+
+async def bench_churn(pool: InterpreterPool, csv: Path, n: int, concurrency: int) -> float:
+    """Seconds per session when sessions are opened, run one cell and closed back to back, as
+    synthesis does (one session per trajectory): the fork and the teardown of the warm image
+    are what this measures, and both grow with the image's size."""
+    sem = asyncio.Semaphore(concurrency)
+    code = f"import pandas as pd\nprint(pd.read_csv('{csv.name}').shape)"
+
+    async def one() -> None:
+        async with sem, pool.session(files=[csv]) as s:
+            assert (await s.run(code)).ok
+
+    await asyncio.gather(*(one() for _ in range(concurrency * 2)))  # spares and caches warm
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    return (time.perf_counter() - t0) / n
+
+
 async def bench_overhead(
     pool: InterpreterPool, csv: Path, reps: int
 ) -> tuple[list[float], list[float], list[float], list[float]]:
@@ -205,6 +226,7 @@ async def main() -> None:
     reps = 4 if args.quick else 12
     n_mem = args.sessions or (32 if args.quick else 256)
     n_traj = args.trajectories
+    n_churn = 60 if args.quick else 300
     cores = os.cpu_count() or 1
 
     with tempfile.TemporaryDirectory(prefix="interp-bench-") as tmp:
@@ -216,9 +238,12 @@ async def main() -> None:
             overheads, noop, floor, transport = await bench_overhead(pool, csv, reps)
             per, total, mem_wall, charged = await bench_memory(pool, csv, n_mem)
             ours = await bench_trajectories(pool, csv, n_traj)
+            churn_full = await bench_churn(pool, csv, n_churn, cores)
             isolation = pool.isolation
             async with pool.session() as probe:
                 layers = {**isolation, **probe.isolation}
+        async with InterpreterPool(limits=Limits(), max_sessions=2 * cores, preload=PANDAS_ONLY) as small:
+            churn_small = await bench_churn(small, csv, n_churn, cores)
         ref = await bench_reference(csv, n_traj, concurrency=64)
 
     mib = 1 << 20
@@ -243,6 +268,8 @@ async def main() -> None:
     print(f"{f'  ({n_mem} sessions x 5 cells, wall)':<52} {mem_wall:12.2f} s")
     print(f"{f'{n_traj} trajectories x 5 cells, concurrency 64, wall':<52} {ours:12.2f} s {ref:14.2f} s {'>= 30x':>12}")
     print(f"{'speed-up over the reference model':<52} {ref / ours:12.1f} x")
+    print(f"{f'session churn, open + 1 cell + close, concurrency {cores} (n={n_churn})':<52} "
+          f"{ms(churn_small):>14} {ms(churn_full) + ' full image':>16} {'(pandas-only preload vs default)':>12}")
 
 
 if __name__ == "__main__":

@@ -257,3 +257,18 @@ async def test_cancelled_cell_does_not_desynchronise_the_session(pool):
             await task
         r = await s.run("print(kept)")
         assert r.ok and r.output == "3\n"  # rebuilt by replay, not the cancelled cell's late reply
+
+
+async def test_preload_list_sets_the_warm_image_and_other_imports_still_work(pool, data_dir):
+    """``preload`` is what sessions inherit: a pandas-only zygote neither imports nor warms up scipy,
+    scikit-learn or matplotlib (a smaller image to fork), and a cell may still import them itself."""
+    probe = "import sys\nprint(sorted(m for m in ('pandas', 'scipy', 'sklearn', 'matplotlib') if m in sys.modules))"
+    async with pool.session() as s:  # the default list
+        assert (await s.run(probe)).output == "['matplotlib', 'pandas', 'scipy', 'sklearn']\n"
+    async with InterpreterPool(limits=LIMITS, max_sessions=1, preload=["pandas", "openpyxl"]) as p:
+        async with p.session(files=[data_dir / "sales.xlsx"]) as s:
+            assert (await s.run(probe)).output == "['pandas']\n"
+            r = await s.run("import pandas as pd\nfrom scipy import stats\n"
+                            "print(round(stats.pearsonr(pd.read_excel('sales.xlsx')['sales'], [1, 2, 3, 4])[0], 3))")
+            assert r.ok and r.output == "-0.064\n", r.error
+    assert p.processes() == []

@@ -34,8 +34,8 @@ def test_dry_run_prints_every_stage_as_its_upstream_command(tmp_path: Path) -> N
     assert "DATAMIND_VERL_CPU=1 VERL_PLATFORM=cpu" in text  # the CPU opt-ins travel with the printed command
     assert "datamind-ext eval synth" in text and "python -m datamind_ext.generation.server" in text
     evals = [ln for ln in lines if "datamind-ext eval synth" in ln]
-    # eval.checkpoint_limits: the base model is asked 40 questions per set, the trained ones all of them
-    assert [("--limit 40" in ln) for ln in evals] == [("<base checkpoint>" in ln) for ln in evals]
+    # eval.checkpoint_limits: the base model is asked 20 questions per set, the trained ones all of them
+    assert [("--limit 20" in ln) for ln in evals] == [("<base checkpoint>" in ln) for ln in evals]
     # eval.checkpoint_sets: base and rl on familiar_names only, sft on both sets
     sets = [(next(c for c in ("base", "sft", "rl") if f"<{c} checkpoint>" in ln), ln.split("/heldout/")[1].split("/")[0])
             for ln in evals]

@@ -59,16 +59,16 @@ DEFAULT_PRELOAD: tuple[str, ...] = (
     "pyarrow.parquet",
     "json",
     "csv",
-    "datamind_ext.interpreter.cell_runner",
-    "datamind_ext.interpreter.sqltools",
 )
+#: What every session runs on, whatever the preload list (imported after it).
+RUNNER_MODULES: tuple[str, ...] = ("datamind_ext.interpreter.cell_runner", "datamind_ext.interpreter.sqltools")
 
 
 def _preload(modules: list[str]) -> dict[str, str]:
     import importlib
 
     failed = {}
-    for name in modules:
+    for name in [*modules, *(m for m in RUNNER_MODULES if m not in modules)]:
         if name == "matplotlib":
             try:
                 import matplotlib
@@ -81,12 +81,26 @@ def _preload(modules: list[str]) -> dict[str, str]:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - an optional library missing is reported, not fatal
             failed[name] = f"{type(exc).__name__}: {exc}"
-    _warm_up()
+    _warm_up({name.split(".")[0] for name in modules})
     return failed
 
 
-def _warm_up() -> None:
-    """Touch the lazily imported paths analysts hit, so sessions inherit them instead of paying."""
+def _warm_up(packages: set[str]) -> None:
+    """Touch the lazily imported paths analysts hit, so sessions inherit them instead of paying.
+
+    Only for the preloaded ``packages``: warming a library up imports it, and a smaller warm
+    image is what a shorter preload list is for (every fork copies the image's page tables)."""
+    if "pandas" in packages:
+        _warm_up_pandas()
+    if "scipy" in packages:
+        _warm_up_scipy()
+    if "sklearn" in packages:
+        _warm_up_sklearn()
+    if "matplotlib" in packages:
+        _warm_up_matplotlib()
+
+
+def _warm_up_pandas() -> None:
     try:
         import pandas as pd
 
@@ -114,6 +128,9 @@ def _warm_up() -> None:
         pd.read_parquet(io.BytesIO(buf.getvalue()))
     except Exception:  # noqa: BLE001
         pass
+
+
+def _warm_up_scipy() -> None:
     try:
         import numpy as np
         from scipy import stats
@@ -124,6 +141,9 @@ def _warm_up() -> None:
         np.percentile(x, [25, 50, 75])
     except Exception:  # noqa: BLE001
         pass
+
+
+def _warm_up_sklearn() -> None:
     try:
         import numpy as np
         from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -147,6 +167,9 @@ def _warm_up() -> None:
         train_test_split(frame, target, test_size=0.2, random_state=0)
     except Exception:  # noqa: BLE001
         pass
+
+
+def _warm_up_matplotlib() -> None:
     try:
         import matplotlib.pyplot as plt
 
