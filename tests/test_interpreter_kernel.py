@@ -5,6 +5,7 @@ when its layer is reported off on this machine (then doctor says so), never sile
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -127,23 +128,25 @@ async def test_other_processes_do_not_exist_for_a_session(pool):
 
 async def test_writes_by_c_code_land_in_the_sessions_own_space(pool):
     _need(pool, "tmp")
-    names = ["fifo", "secret", "sock", "x.db", "x.parquet"]
+    tag = uuid.uuid4().hex[:8]  # names no file on the host has: a leftover /tmp/x.parquet is not an escape
+    names = [f"fifo-{tag}", f"secret-{tag}", f"sock-{tag}", f"x-{tag}.db", f"x-{tag}.parquet"]
+    escape = f"/var/tmp/escape-{tag}"
     code = (
         "import os, socket, sqlite3, ctypes, pyarrow as pa, pyarrow.parquet as pq\n"
-        "sqlite3.connect('/tmp/x.db').execute('create table t(a)')\n"
-        "pq.write_table(pa.table({'a': [1]}), '/tmp/x.parquet')\n"
-        "os.mkfifo('/tmp/fifo')\n"
-        "socket.socket(socket.AF_UNIX).bind('/tmp/sock')\n"
-        "fd = ctypes.CDLL(None).open(b'/tmp/secret', os.O_CREAT | os.O_WRONLY, 0o600)\n"
+        f"sqlite3.connect('/tmp/x-{tag}.db').execute('create table t(a)')\n"
+        f"pq.write_table(pa.table({{'a': [1]}}), '/tmp/x-{tag}.parquet')\n"
+        f"os.mkfifo('/tmp/fifo-{tag}')\n"
+        f"socket.socket(socket.AF_UNIX).bind('/tmp/sock-{tag}')\n"
+        f"fd = ctypes.CDLL(None).open(b'/tmp/secret-{tag}', os.O_CREAT | os.O_WRONLY, 0o600)\n"
         f"print(fd >= 0, sorted(n for n in os.listdir('/tmp') if n in {names!r}))\n"
-        "print(ctypes.CDLL(None).open(b'/var/tmp/escape', os.O_CREAT | os.O_WRONLY, 0o600))"
+        f"print(ctypes.CDLL(None).open(b'{escape}', os.O_CREAT | os.O_WRONLY, 0o600))"
     )
     async with pool.session() as s:
         r = await s.run(code)
-        assert r.ok and r.output == f"True {names}\n-1\n", r
+        assert r.ok and r.output == f"True {sorted(names)}\n-1\n", r
     for n in names:
         assert not Path("/tmp", n).exists()
-    assert not Path("/var/tmp/escape").exists()
+    assert not Path(escape).exists()
     async with pool.session() as s:  # a later session (maybe the same uid) finds nothing
         r = await s.run(f"import os\nprint(sorted(n for n in os.listdir('/tmp') if n in {names!r}))")
         assert r.ok and r.output == "[]\n", r

@@ -17,7 +17,8 @@ Synchronous (scripts)::
         print(s.run("print(1 + 1)").output)
 
 How it works: a zygote process imports pandas, numpy, scipy, scikit-learn, matplotlib (Agg),
-openpyxl, pyarrow and sqlite3 once; each session is a fork of it (milliseconds), in its own
+openpyxl, pyarrow and sqlite3 once (``preload``: a shorter list is a smaller image to fork); each
+session is a fork of it (milliseconds), in its own
 process group, with its own uid from a host-wide leased range when the pool runs as root, inside
 a network namespace when the kernel allows one, with a scrubbed environment and resource limits
 (:class:`Limits`). Kernel layers, each reported by ``datamind-ext doctor`` as on or off with the
