@@ -46,6 +46,15 @@ def test_tags_are_single_non_special_tokens(tiny_tokenizer):
         assert tiny_tokenizer.decode(ids, skip_special_tokens=True) == tag
 
 
+def test_numbers_are_split_into_single_digits_and_round_trip(tiny_tokenizer):
+    """As Qwen2.5's tokenizer does: a printed value and its copy in the answer are the same digit tokens."""
+    for text in ("59786.09", "<answer>-1.6</answer>", "df['kwh'] > 2024"):
+        ids = tiny_tokenizer.encode(text, add_special_tokens=False)
+        pieces = [tiny_tokenizer.decode([i]) for i in ids]
+        assert all(len(p.strip()) == 1 for p in pieces if any(ch.isdigit() for ch in p)), pieces
+        assert tiny_tokenizer.decode(ids) == text
+
+
 def test_render_matches_template_and_masks_assistant_only(tiny_tokenizer):
     r = render_messages(tiny_tokenizer, CONV)
     whole = tiny_tokenizer.apply_chat_template(CONV, tokenize=False)

@@ -2,7 +2,8 @@
 
 Tests and the CPU quickstart need a real Hugging Face model folder that verl, LLaMA-Factory
 and transformers load by path, with no network access. The tokenizer is a byte-level BPE
-trained on the project's own text (prompts, taxonomy, code idioms, the protocol's tags); its
+trained on the project's own text (prompts, taxonomy, code idioms, the protocol's tags) that, like
+Qwen2.5's, splits numbers into single digits; its
 chat template renders conversations exactly as Qwen2.5's does (``<|im_start|>role ... <|im_end|>``,
 the same default system prompt), for messages without tool calls.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from datamind_ext.protocol.tags import CLOSE, OPEN, TAG_NAMES
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TAG_TOKENS = [OPEN[t] for t in TAG_NAMES] + [CLOSE[t] for t in TAG_NAMES]
 CHAT_TEMPLATE = (Path(__file__).with_name("chat_template.jinja")).read_text(encoding="utf-8")
@@ -155,7 +156,10 @@ def train_tokenizer(corpus: list[str], vocab_size: int):
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # one token per digit, as Qwen2.5's own tokenizer splits numbers: the answer copies a printed value, and
+    # a tiny model copies ten well-trained digit tokens far better than hundreds of rare multi-digit ones
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
