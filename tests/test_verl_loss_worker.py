@@ -286,7 +286,9 @@ def test_micro_batch_split_does_not_change_the_update(results: dict) -> None:
     assert _one(dyn["loss"]) == pytest.approx(_one(fixed["loss"]), rel=1e-5)
     assert _one(dyn["actor/sft_loss"]) == pytest.approx(_one(fixed["actor/sft_loss"]), rel=1e-5)
     assert _one(dyn["actor/pg_loss"]) == pytest.approx(_one(fixed["actor/pg_loss"]), rel=1e-5)
-    assert results["param_diff_dynamic_vs_fixed"] < 1e-6
+    # another micro-batch split sums the gradients in another order: float noise, which Adam (every weight
+    # moves by ~lr=1e-2) can lift above 1e-6 (seen: 1.006e-6 on an AVX-512 machine); a wrong split moves ~1e-2
+    assert results["param_diff_dynamic_vs_fixed"] < 1e-5
 
 
 def test_first_assistant_token_is_trained(results: dict) -> None:
