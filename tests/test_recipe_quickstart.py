@@ -1,4 +1,4 @@
-"""The CPU quickstart end-to-end, exactly as the README runs it (slow: ~15-20 min on 2 cores).
+"""The CPU quickstart end-to-end, exactly as the README runs it (slow: ~10-21 min on 2 cores, by CPU).
 
 tiny model → programmatic synthesis → LLaMA-Factory SFT → stock verl ``main_ppo`` with our agent
 loop, combined loss and rewards → eval of the base, SFT and RL checkpoints on the held-out sets →
