@@ -2,9 +2,8 @@
 
 Tests and the CPU quickstart need a real Hugging Face model folder that verl, LLaMA-Factory
 and transformers load by path, with no network access. The tokenizer is a byte-level BPE
-trained on the project's own text (prompts, taxonomy, code idioms, the protocol's tags) that, like
-Qwen2.5's, splits numbers into single digits; its
-chat template renders conversations exactly as Qwen2.5's does (``<|im_start|>role ... <|im_end|>``,
+trained on the project's own text (prompts, taxonomy, code idioms, the protocol's tags); like
+Qwen2.5's, it splits numbers into single digits, and its chat template renders conversations exactly as Qwen2.5's does (``<|im_start|>role ... <|im_end|>``,
 the same default system prompt), for messages without tool calls.
 
 The protocol tags are added as single, *non-special* tokens: verl decodes responses with
